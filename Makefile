@@ -1,0 +1,65 @@
+# paystream — developer commands. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON_BOOT ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+ENV         ?= local
+BACKEND     ?= embedded
+STAMP       := $(VENV)/.installed
+
+.PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): requirements/dev.lock layers/deps/requirements.txt pyproject.toml
+	@$(PYTHON_BOOT) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paystream needs Python >= 3.11 (found %s)" % sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements/dev.lock
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the locked dependencies
+
+lock: $(STAMP) ## re-lock requirements (layers/deps/requirements.txt, requirements/dev.lock)
+	cd layers/deps && ../../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.lock dev.in
+
+package: $(STAMP) ## build function zips and layers into build/ (deterministic)
+	$(PY) -m localdev package
+
+local-up: $(STAMP) ## start the local platform (BACKEND=embedded|localstack); idempotent
+	$(PY) -m localdev up --backend $(BACKEND)
+
+local-down: $(STAMP) ## stop what local-up started
+	$(PY) -m localdev down
+
+local-status: $(STAMP) ## show what is running
+	$(PY) -m localdev status
+
+logs: $(STAMP) ## follow the local functions' logs
+	$(PY) -m localdev logs
+
+demo: $(STAMP) ## one payment end to end against the local stack (starts it if needed)
+	$(PY) -m localdev demo
+
+test: $(STAMP) ## the whole suite (what CI runs): unit, integration, e2e
+	$(PY) -m pytest tests
+
+test-unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+plan: $(STAMP) ## terraform plan for ENV=local|dev|staging|prod
+	$(PY) -m localdev terraform plan --env $(ENV)
+
+apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
+	$(PY) -m localdev terraform apply --env $(ENV)
+
+stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
+	$(PY) -m localdev stripe-listen
+
+clean: ## remove build outputs and local state (stops the stack first)
+	-$(PY) -m localdev down
+	rm -rf build .local

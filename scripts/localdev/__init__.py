@@ -1,0 +1,1 @@
+"""Local development platform for paystream: emulator, Stripe, Lambda data plane, stack orchestration."""
