@@ -1,0 +1,75 @@
+"""The e2e suite talks only to what the stack's outputs.json names.
+
+By default the session brings up its own stack (the same `python -m localdev up` that
+`make local-up` runs) on free ports in a temporary state directory and takes it down afterwards,
+so `make test` leaves nothing running and never touches a developer's `.local/`. To run the suite
+against a stack that is already up (embedded or LocalStack), point PAYSTREAM_E2E_OUTPUTS at its
+outputs.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+REQUIRED_OUTPUTS = ("api_url", "api_key", "aws_endpoint_url", "stripe_api_base", "webhook_secret", "region")
+
+
+def run_localdev(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "localdev", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_state_dir(tmp_path_factory) -> Path | None:
+    if os.environ.get("PAYSTREAM_E2E_OUTPUTS"):
+        yield None
+        return
+    state_dir = tmp_path_factory.mktemp("stack")
+    up = run_localdev("up", "--state-dir", str(state_dir), "--ports", "auto")
+    try:
+        assert up.returncode == 0, f"local-up failed:\n{up.stdout}\n{up.stderr}"
+        yield state_dir
+    finally:
+        down = run_localdev("down", "--state-dir", str(state_dir))
+        assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="session")
+def outputs(stack_state_dir) -> dict:
+    path = Path(os.environ["PAYSTREAM_E2E_OUTPUTS"]) if stack_state_dir is None else stack_state_dir / "outputs.json"
+    data = json.loads(path.read_text())
+    missing = [k for k in REQUIRED_OUTPUTS if not data.get(k)]
+    assert not missing, f"outputs.json lacks {missing}"
+    return data
+
+
+@pytest.fixture(scope="session")
+def aws_client(outputs):
+    import boto3
+    from botocore.config import Config
+
+    def client(service: str):
+        return boto3.client(
+            service, endpoint_url=outputs["aws_endpoint_url"], region_name=outputs["region"],
+            aws_access_key_id="test", aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        )
+
+    return client
+
+
+@pytest.fixture(scope="session")
+def stripe_client(outputs):
+    import stripe
+
+    return stripe.StripeClient(
+        outputs.get("stripe_api_key", "sk_test_paystream_local"), base_addresses={"api": outputs["stripe_api_base"]}
+    )
