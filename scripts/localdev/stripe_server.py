@@ -1,0 +1,124 @@
+"""`python -m localdev stripe [--host 127.0.0.1] [--port 8420]` — localstripe without disk persistence.
+
+localstripe 1.15.10 pickles its whole state to the hard-coded /tmp/localstripe.pickle on every write
+and reloads it at start: writes get slower as state grows, two instances clobber each other and one
+can crash reading the other's half-written file. This launcher turns both off (state lives in this
+process only) and adds a health route for whoever starts it:
+
+    GET /_localdev/health -> 200 {"status": "ok", "instance_id": "<uuid of this process>", "persistence": false}
+
+It needs no API key (localstripe's own routes do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import logging
+import socket
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+
+HEALTH_PATH = "/_localdev/health"
+INSTANCE_ID = str(uuid.uuid4())
+
+
+def disable_disk_persistence() -> None:
+    """Keep localstripe's state in memory only (patching its Store class, not site-packages)."""
+    from localstripe import resources
+
+    resources.Store.dump_to_disk = lambda self: None
+    resources.Store.try_load_from_disk = lambda self: None
+
+
+async def _health(request, handler):
+    if request.path == HEALTH_PATH:
+        from aiohttp import web
+
+        return web.json_response({"status": "ok", "instance_id": INSTANCE_ID, "persistence": False})
+    return await handler(request)
+
+
+def make_app():
+    """localstripe's aiohttp app, with persistence off and the health route in front of its auth."""
+    disable_disk_persistence()
+    from aiohttp import web
+    from localstripe.server import app
+
+    if _health not in app.middlewares:
+        app.middlewares.insert(0, web.middleware(_health))
+    return app
+
+
+def health_url(stripe_api_base: str) -> str:
+    return stripe_api_base.rstrip("/") + HEALTH_PATH
+
+
+def is_healthy(stripe_api_base: str, timeout: float = 2) -> bool:
+    """True when this launcher answers at stripe_api_base (a plain localstripe has no health route)."""
+    try:
+        with urllib.request.urlopen(health_url(stripe_api_base), timeout=timeout) as resp:
+            return json.loads(resp.read()).get("status") == "ok"
+    except (OSError, ValueError):
+        return False
+
+
+def register_webhook(stripe_api_base: str, name: str, url: str, secret: str, timeout: float = 10) -> None:
+    """Make localstripe send its signed webhooks to `url` (signed with `secret`), under `name`.
+
+    Registering the same name again replaces that endpoint.
+    """
+    body = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
+    endpoint = f"{stripe_api_base.rstrip('/')}/_config/webhooks/{urllib.parse.quote(name, safe='')}"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(endpoint, data=body, method="POST"), timeout=timeout):
+            pass
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(
+            f"localstripe at {stripe_api_base} refused webhook {name!r} -> {url} (HTTP {exc.code}): "
+            "the url must start with http and the secret must not be empty"
+        ) from exc
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    # Lets a restarted server take the port back from connections in TIME_WAIT; a port someone
+    # is still listening on stays refused.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localdev stripe", description="run localstripe without disk persistence")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8420)
+    args = parser.parse_args(argv)
+
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            print(f"stripe: port {args.port} on {args.host} is already in use (a running local stack? "
+                  "`make local-down` stops it); free it or pass --port", file=sys.stderr)
+        else:
+            print(f"stripe: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1
+
+    from aiohttp import web
+
+    # localstripe reports webhook deliveries on the aiohttp.access logger.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    print(f"localstripe (no disk persistence) on http://{args.host}:{args.port}, health {HEALTH_PATH}", flush=True)
+    web.run_app(make_app(), sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"))
+    return 0

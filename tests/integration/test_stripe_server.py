@@ -1,0 +1,151 @@
+"""The localstripe launcher (localdev.stripe_server): isolated in-memory state, health route,
+webhook registration, and webhooks that stripe-python verifies."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import stripe
+from conftest import PROJECT_ROOT, free_port, wait_for_http
+
+from localdev.stripe_server import health_url, is_healthy, register_webhook
+
+pytestmark = pytest.mark.integration
+
+PICKLE = Path("/tmp/localstripe.pickle")  # hard-coded in localstripe 1.15.10
+
+
+def _pickle_state():
+    return PICKLE.stat().st_mtime_ns if PICKLE.exists() else None
+
+
+@pytest.fixture()
+def start_stripe(tmp_path):
+    procs: list[subprocess.Popen] = []
+
+    def start() -> tuple[str, dict]:
+        port = free_port()
+        with open(tmp_path / f"stripe-{port}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "localdev", "stripe", "--host", "127.0.0.1", "--port", str(port)],
+                stdout=log, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT,
+            )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+        return base, json.loads(wait_for_http(health_url(base), proc=proc))
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _client(base: str) -> stripe.StripeClient:
+    return stripe.StripeClient("sk_test_local", base_addresses={"api": base}, max_network_retries=0)
+
+
+def test_instances_are_isolated_and_nothing_is_pickled(start_stripe):
+    pickle_before = _pickle_state()
+    (base_a, health_a), (base_b, health_b) = start_stripe(), start_stripe()
+    assert health_a["status"] == health_b["status"] == "ok"
+    assert health_a["instance_id"] != health_b["instance_id"]
+    assert is_healthy(base_a) and is_healthy(base_b)
+
+    intent = _client(base_a).v1.payment_intents.create(params={"amount": 1234, "currency": "eur"})
+    assert _client(base_a).v1.payment_intents.retrieve(intent.id).amount == 1234
+    with pytest.raises(stripe.InvalidRequestError):
+        _client(base_b).v1.payment_intents.retrieve(intent.id)
+    assert [pi.id for pi in _client(base_b).v1.payment_intents.list().data] == []
+
+    assert _pickle_state() == pickle_before, "localstripe wrote /tmp/localstripe.pickle"
+
+
+def test_port_in_use_is_one_clear_line(start_stripe):
+    base, _ = start_stripe()
+    port = base.rsplit(":", 1)[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "localdev", "stripe", "--port", port],
+        capture_output=True, text=True, timeout=60, cwd=PROJECT_ROOT,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: queue.Queue
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.put((body, self.headers.get("Stripe-Signature")))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def webhook_receiver():
+    received: queue.Queue = queue.Queue()
+    handler = type("Receiver", (_Receiver,), {"received": received})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/webhooks/stripe", received
+    server.shutdown()
+    server.server_close()
+
+
+def _wait_for_event(received: queue.Queue, secret: str, event_type: str, timeout: float = 20.0) -> stripe.Event:
+    deadline = time.monotonic() + timeout
+    seen = []
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            body, signature = received.get(timeout=remaining)
+        except queue.Empty:
+            break
+        event = stripe.Webhook.construct_event(body, signature, secret)
+        if event.type == event_type:
+            return event
+        seen.append(event.type)
+    raise AssertionError(f"no {event_type} webhook within {timeout}s (got {seen})")
+
+
+def test_registered_webhook_receives_signed_events(start_stripe, webhook_receiver):
+    base, _ = start_stripe()
+    url, received = webhook_receiver
+    secret = "whsec_" + os.urandom(12).hex()
+    register_webhook(base, "paystream", url, secret)
+
+    intent = _client(base).v1.payment_intents.create(
+        params={"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa", "confirm": True}
+    )
+    assert intent.status == "succeeded"
+
+    event = _wait_for_event(received, secret, "payment_intent.succeeded")
+    assert event.data.object.id == intent.id
+
+
+def test_register_webhook_rejects_a_bad_url(start_stripe):
+    base, _ = start_stripe()
+    with pytest.raises(RuntimeError, match="refused webhook 'paystream'"):
+        register_webhook(base, "paystream", "ftp://example.invalid/hook", "whsec_x")
+
+
+def test_is_healthy_is_false_when_nothing_listens():
+    assert not is_healthy(f"http://127.0.0.1:{free_port()}")
