@@ -60,6 +60,9 @@ apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen
 
+bench: $(STAMP) ## measurements (local platform: start-up, invoke overhead, SQS latency) into bench/
+	$(PY) -m localdev bench
+
 clean: ## remove build outputs and local state (stops the stack first)
 	-$(PY) -m localdev down
 	rm -rf build .local

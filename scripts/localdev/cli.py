@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stripe": ("localdev.stripe_server", "run localstripe without disk persistence"),
     "dataplane": ("localdev.dataplane.server", "run the local Lambda data plane"),
     "stripe-listen": ("localdev.stripe_listen", "forward real Stripe test-mode webhooks to the local API"),
+    "bench": ("localdev.bench_local", "measure local-up time, data plane overhead and SQS latency"),
 }
 
 
