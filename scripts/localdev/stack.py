@@ -415,6 +415,11 @@ def _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe_base, api_url,
     return outputs
 
 
+def _workers(fn: dict) -> str:
+    alive = sum(1 for w in fn.get("workers", []) if w.get("alive"))
+    return f"{alive} ({fn.get('concurrency_cap', '')})"
+
+
 def print_summary(outputs: dict, dataplane: dict | None) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -429,11 +434,10 @@ def print_summary(outputs: dict, dataplane: dict | None) -> None:
     console.print(endpoints)
 
     functions = Table(title="functions", show_header=True)
-    for col in ("function", "code sha256", "workers", "invocations"):
+    for col in ("function", "code sha256", "workers (cap)", "invocations"):
         functions.add_column(col)
     for fn in (dataplane or {}).get("functions", []):
-        functions.add_row(fn.get("name", ""), str(fn.get("code_sha256", ""))[:12], str(fn.get("workers", "")),
-                          str(fn.get("invocations", "")))
+        functions.add_row(fn["name"], str(fn.get("code_sha256", ""))[:12], _workers(fn), str(fn.get("invocations", 0)))
     console.print(functions)
 
     queues = Table(title="queues", show_header=True)
@@ -494,17 +498,18 @@ def status(state_dir: Path) -> int:
     if _component_ok(state, "dataplane"):
         dp = _dataplane_status(state.ports)
         fns = Table(title="functions")
-        for col in ("function", "workers", "invocations", "errors"):
+        for col in ("function", "workers (cap)", "invocations", "errors", "last error"):
             fns.add_column(col)
         for fn in dp.get("functions", []):
-            fns.add_row(fn.get("name", ""), str(fn.get("workers", "")), str(fn.get("invocations", "")), str(fn.get("errors", "")))
+            fns.add_row(fn["name"], _workers(fn), str(fn.get("invocations", 0)), str(fn.get("errors", 0)),
+                        str(fn.get("setup_error") or fn.get("last_error") or ""))
         console.print(fns)
         maps = Table(title="event source mappings")
         for col in ("uuid", "function", "source", "state", "last error"):
             maps.add_column(col)
         for m in dp.get("mappings", []):
-            maps.add_row(str(m.get("uuid", ""))[:8], str(m.get("function", "")).rsplit(":", 1)[-1],
-                         str(m.get("source", m.get("source_arn", ""))).rsplit(":", 1)[-1], str(m.get("state", "")),
+            maps.add_row(str(m["uuid"])[:8], str(m.get("function_arn", "")).rsplit(":", 1)[-1],
+                         str(m.get("source_arn", "")).rsplit(":", 1)[-1], str(m.get("state", "")),
                          str(m.get("last_error") or ""))
         console.print(maps)
     if not all_ok:

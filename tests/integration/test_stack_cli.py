@@ -58,3 +58,22 @@ def test_down_does_not_kill_a_foreign_process_with_a_recorded_pid(tmp_path):
     finally:
         foreign.kill()
         foreign.wait()
+
+
+def test_localstack_backend_without_a_docker_engine_says_so(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake_docker = bin_dir / "docker"
+    # A docker client whose engine is not running, as on this machine and CI.
+    fake_docker.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
+    fake_docker.chmod(0o755)
+    python_dir = str(Path(sys.executable).parent)
+    result = localdev("up", "--backend", "localstack", "--state-dir", str(tmp_path / "state"),
+                      env={"PATH": f"{bin_dir}:{python_dir}:/usr/bin:/bin"})
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "up: BACKEND=localstack needs a running Docker engine: start it (or use the default embedded backend)"
+    )
+    no_docker = localdev("up", "--backend", "localstack", "--state-dir", str(tmp_path / "state"),
+                         env={"PATH": f"{python_dir}:/nonexistent"})
+    assert no_docker.returncode == 1 and "needs Docker: install Docker" in no_docker.stderr

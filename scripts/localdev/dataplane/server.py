@@ -131,9 +131,11 @@ class DataPlane:
             resp.read()
 
     def start(self) -> None:
+        # Load everything before answering anything: `local-up` takes a status answer as "ready", and
+        # a request routed before the first load would get 403 "Missing Authentication Token".
+        self.reload()
         self.apigw.start()
         self.invoke_api.start()
-        self.reload()
 
     def stop(self) -> None:
         if self.manager is not None:

@@ -1,0 +1,146 @@
+"""The `/_localdev/` endpoints and Lambda Invoke forwarding, as WSGI middleware around moto's app.
+
+Contract: docs/local-platform.md ("Emulator extensions"). Platform code never calls these; the data
+plane and the stack tooling do.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import threading
+import uuid
+from typing import Any, Callable, Iterable
+from urllib.parse import urlsplit
+
+from werkzeug.wrappers import Request, Response
+
+DEFAULT_REGION = "us-east-1"
+# Lambda's own limit is 900 s; leave the data plane room to report a timeout itself.
+FORWARD_TIMEOUT_S = 960
+INVOKE_PATH = re.compile(r"/2015-03-31/functions/[^/]+/invocations/?")
+FUNCTION_CODE_PATH = re.compile(r"/_localdev/lambda/functions/(?P<name>[^/]+)/code")
+LAYER_CONTENT_PATH = re.compile(r"/_localdev/lambda/layers/(?P<name>[^/]+)/(?P<version>[^/]+)/content")
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "proxy-connection", "upgrade", "te"}
+
+StartResponse = Callable[..., Any]
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
+
+
+def _not_found(message: str) -> Response:
+    return _json(404, {"error": "not_found", "message": message})
+
+
+class LocalDevExtensions:
+    """Answers `/_localdev/*` and Lambda Invoke; hands every other request to moto unchanged."""
+
+    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], account_id: str):
+        self.app = app
+        self.account_id = account_id
+        self.instance_id = str(uuid.uuid4())
+        self._lock = threading.Lock()
+        self._invoke_url: str | None = None
+
+    @property
+    def invoke_url(self) -> str | None:
+        with self._lock:
+            return self._invoke_url
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_localdev/"):
+            response = self._extension(Request(environ), path)
+        elif environ.get("REQUEST_METHOD") == "POST" and INVOKE_PATH.fullmatch(path):
+            response = self._forward_invoke(Request(environ))
+        else:
+            return self.app(environ, start_response)
+        return response(environ, start_response)
+
+    def _extension(self, request: Request, path: str) -> Response:
+        region = request.args.get("region", DEFAULT_REGION)
+        if path == "/_localdev/health" and request.method == "GET":
+            return _json(200, {"status": "ok", "instance_id": self.instance_id})
+        if path == "/_localdev/dataplane":
+            if request.method == "POST":
+                return self._register_dataplane(request)
+            if request.method == "GET":
+                return _json(200, {"invoke_url": self.invoke_url})
+        if request.method == "GET" and (match := FUNCTION_CODE_PATH.fullmatch(path)):
+            return self._function_code(match["name"], region)
+        if request.method == "GET" and (match := LAYER_CONTENT_PATH.fullmatch(path)):
+            return self._layer_content(match["name"], match["version"], region)
+        return _not_found(f"no local extension {request.method} {path}: see docs/local-platform.md")
+
+    def _lambda_backend(self, region: str) -> Any:
+        from moto.awslambda.models import lambda_backends
+
+        return lambda_backends[self.account_id][region]
+
+    def _function_code(self, name: str, region: str) -> Response:
+        from moto.awslambda.exceptions import UnknownFunctionException
+
+        try:
+            function = self._lambda_backend(region).get_function(name)
+        except UnknownFunctionException:
+            return _not_found(f"no Lambda function {name!r} in {region}: apply terraform/environments/local first")
+        return Response(
+            function.code_bytes,
+            mimetype="application/zip",
+            headers={"X-Code-Sha256": function.code_sha_256},
+        )
+
+    def _layer_content(self, name: str, version: str, region: str) -> Response:
+        from moto.awslambda.exceptions import UnknownLayerException
+
+        try:
+            layer_version = self._lambda_backend(region).get_layer_version(name, int(version))
+        except (UnknownLayerException, ValueError):
+            return _not_found(f"no version {version!r} of Lambda layer {name!r} in {region}")
+        return Response(
+            layer_version.code_bytes,
+            mimetype="application/zip",
+            headers={"X-Code-Sha256": layer_version.code_sha_256},
+        )
+
+    def _register_dataplane(self, request: Request) -> Response:
+        # An empty body, a null or an empty invoke_url all unregister.
+        body = request.get_json(force=True, silent=True) if request.get_data().strip() else {}
+        url = body.get("invoke_url") if isinstance(body, dict) else None
+        if not isinstance(body, dict) or not (url is None or isinstance(url, str)):
+            return _json(400, {"error": "bad_request", "message": 'send {"invoke_url": "http://host:port"} (or null to unregister)'})
+        if url and (urlsplit(url).scheme != "http" or not urlsplit(url).hostname):
+            return _json(400, {"error": "bad_request", "message": f"invoke_url {url!r} must be http://host:port"})
+        with self._lock:
+            self._invoke_url = url.rstrip("/") if url else None
+        return _json(200, {"invoke_url": self.invoke_url})
+
+    def _forward_invoke(self, request: Request) -> Response:
+        """Pass an Invoke to the data plane as received, and its answer back, so boto3 sees Lambda's own reply."""
+        invoke_url = self.invoke_url
+        if not invoke_url:
+            return self._no_dataplane("none")
+        target = urlsplit(invoke_url)
+        # The path and query exactly as the client sent them (werkzeug keeps them in RAW_URI).
+        raw_path = request.environ.get("RAW_URI") or request.full_path.rstrip("?")
+        headers = {name: value for name, value in request.headers.items() if name.lower() not in HOP_BY_HOP}
+        connection = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=FORWARD_TIMEOUT_S)
+        try:
+            connection.request("POST", raw_path, body=request.get_data(), headers=headers)
+            reply = connection.getresponse()
+            body = reply.read()
+        except (OSError, http.client.HTTPException):
+            return self._no_dataplane(invoke_url)
+        finally:
+            connection.close()
+        reply_headers = [(name, value) for name, value in reply.getheaders() if name.lower() not in HOP_BY_HOP]
+        return Response(body, status=reply.status, headers=reply_headers)
+
+    @staticmethod
+    def _no_dataplane(where: str) -> Response:
+        # A service-side failure in AWS's shape, so boto3 raises ClientError(ServiceException) with this message.
+        message = f"no Lambda data plane is running at {where}: start the local stack with `make local-up`"
+        return _json(502, {"Type": "Service", "message": message}, headers={"x-amzn-ErrorType": "ServiceException"})

@@ -1,0 +1,145 @@
+"""Fidelity patches to moto 5.2.5, each the smallest change that makes one behaviour match AWS.
+
+Every patch is checked by tests/unit/test_emulator_patches.py against the upstream code it relies on
+(so a moto upgrade that fixes or moves the behaviour is noticed) and by
+tests/integration/test_emulator.py against the running server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+_applied = False
+# What each patch replaced, by dotted name: the unit tests check these still behave as the patches assume.
+UPSTREAM: dict[str, Any] = {}
+
+
+class _NoMappings:
+    """Class attribute standing in for `lambda_event_source_mappings` on event sources.
+
+    Reads give a fresh empty dict and writes are dropped, so moto never finds a mapping to dispatch.
+    """
+
+    def __get__(self, instance: Any, owner: type) -> dict[str, Any]:
+        return {}
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        pass
+
+
+def disable_event_source_dispatch() -> None:
+    """Stop moto from running event source mappings itself; the local data plane polls them as Lambda does.
+
+    moto dispatches inside the producer's request, from the mappings it attaches to each source in
+    `LambdaBackend.create_event_source_mapping`: `sqs.models.Queue.add_message` re-receives the visible
+    messages on every send (raising receive counts, pushing unrelated messages into the DLQ),
+    `dynamodb.models.table.StreamShard.add` empties the stream buffer once a function "took" it, and
+    `kinesis.models.Stream.put_record` invokes per record. All three read
+    `<source>.lambda_event_source_mappings`; making that always empty switches all of them off while
+    the mappings themselves stay stored in the Lambda backend (Get/List/Update/Delete unchanged).
+    """
+    from moto.dynamodb.models.table import Table
+    from moto.kinesis.models import Stream
+    from moto.sqs.models import Queue
+
+    for source in (Queue, Table, Stream):
+        source.lambda_event_source_mappings = _NoMappings()  # type: ignore[assignment]
+
+
+def aws_eventbridge_envelope(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as EventBridge delivers it to a target without an input transformer."""
+    return {
+        "version": event.get("version", "0"),
+        "id": event["id"],
+        "detail-type": event["detail-type"],
+        "source": event["source"],
+        "account": event["account"],
+        "time": event["time"],
+        "region": event["region"],
+        "resources": event["resources"],
+        "detail": event["detail"],
+    }
+
+
+def deliver_full_eventbridge_envelope() -> None:
+    """Give EventBridge target deliveries the full AWS envelope, including `account`.
+
+    moto builds the untransformed envelope from `EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE`,
+    which leaves out `account`, so Powertools' `EventBridgeModel` rejects what SQS consumers receive.
+    The template is also filled by string replacement, which breaks on a detail that contains text like
+    `<id>`; building the envelope from the event avoids both. Transformed inputs keep moto's code.
+    """
+    from moto.events.utils import EventTemplateParser
+
+    upstream_parse = EventTemplateParser.parse
+
+    def parse(input_template: str, input_paths_map: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
+        if not input_template:
+            return aws_eventbridge_envelope(event)
+        return upstream_parse(input_template, input_paths_map, event)
+
+    UPSTREAM["EventTemplateParser.parse"] = upstream_parse
+    EventTemplateParser.parse = staticmethod(parse)  # type: ignore[method-assign,assignment]
+
+
+COMPACT_JSON_ATTRIBUTES = ("Policy", "RedrivePolicy", "RedriveAllowPolicy")
+
+
+def compact_json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), separators=(",", ":"))
+    except ValueError:  # moto does not validate RedriveAllowPolicy; return what was stored
+        return text
+
+
+def compact_sqs_json_attributes() -> None:
+    """Return SQS queue attributes that hold JSON compact, as AWS does.
+
+    moto re-serialises RedrivePolicy (and the queue Policy) with `json.dumps` defaults, i.e. with
+    spaces; the Terraform provider compares redrive_policy as a string, so every plan after an apply
+    showed a change.
+    """
+    from moto.sqs.models import Queue
+
+    upstream_attributes = Queue.attributes
+
+    def attributes(self: Queue) -> dict[str, Any]:
+        result = upstream_attributes.fget(self)
+        for name in COMPACT_JSON_ATTRIBUTES:
+            value = result.get(name)
+            if value == "":  # how the provider clears a policy; AWS then no longer lists it
+                del result[name]
+            elif isinstance(value, str):
+                result[name] = compact_json(value)
+        return result
+
+    UPSTREAM["Queue.attributes"] = upstream_attributes
+    Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
+
+
+def expose_sqs_redrive_allow_policy() -> None:
+    """Return a queue's RedriveAllowPolicy from GetQueueAttributes, as AWS does.
+
+    moto stores the attribute when it is set but neither lists it under "All" nor accepts it as a
+    name ("Unknown Attribute RedriveAllowPolicy"), so Terraform's aws_sqs_queue_redrive_allow_policy
+    could never read back what it created.
+    """
+    from moto.sqs.models import Queue
+
+    UPSTREAM["Queue.BASE_ATTRIBUTES"] = Queue.BASE_ATTRIBUTES
+    Queue.BASE_ATTRIBUTES = [*Queue.BASE_ATTRIBUTES, "RedriveAllowPolicy"]
+    # Queues that never had it set read this default; moto leaves None attributes out of responses.
+    Queue.redrive_allow_policy = None  # type: ignore[attr-defined]
+
+
+def apply_patches() -> None:
+    """Apply every patch once per process (later calls do nothing)."""
+    global _applied
+    if _applied:
+        return
+    disable_event_source_dispatch()
+    deliver_full_eventbridge_envelope()
+    compact_sqs_json_attributes()
+    expose_sqs_redrive_allow_policy()
+    _applied = True

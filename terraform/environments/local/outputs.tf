@@ -1,0 +1,69 @@
+# Names and ids only: secret values never leave Secrets Manager.
+
+output "region" {
+  description = "Region of every resource."
+  value       = var.region
+}
+
+output "api_id" {
+  description = "ID of the REST API."
+  value       = module.api.api_id
+}
+
+output "api_stage" {
+  description = "Stage the API is deployed to."
+  value       = module.api.stage_name
+}
+
+output "api_key_id" {
+  description = "ID of the default API key (value: apigateway get-api-key --include-value)."
+  value       = module.api.api_key_id
+}
+
+output "function_names" {
+  description = "Lambda function names by function key."
+  value       = { for k, fn in module.functions : k => fn.function_name }
+}
+
+output "queue_urls" {
+  description = "Consumer queue URLs by short name."
+  value       = module.queues.queue_urls
+}
+
+output "dlq_urls" {
+  description = "URL of every dead-letter queue: consumer DLQs by queue name, plus event-bus-targets."
+  value       = merge(module.queues.dlq_urls, { event-bus-targets = module.event_bus.target_dlq_url })
+}
+
+output "table_names" {
+  description = "DynamoDB table names."
+  value = {
+    transactions = module.data.transactions_table_name
+    idempotency  = module.data.idempotency_table_name
+  }
+}
+
+output "bus_name" {
+  description = "Name of the event bus."
+  value       = module.event_bus.bus_name
+}
+
+output "archive_name" {
+  description = "Name of the archive of every event on the bus."
+  value       = module.event_bus.archive_name
+}
+
+output "stream_name" {
+  description = "Name of the Kinesis fraud stream."
+  value       = module.streaming.stream_name
+}
+
+output "topic_arns" {
+  description = "SNS topic ARNs by short name."
+  value       = module.topics.topic_arns
+}
+
+output "secret_ids" {
+  description = "Secret names (ids) by key; put their values out of band."
+  value       = module.secrets.secret_names
+}

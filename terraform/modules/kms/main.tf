@@ -1,0 +1,52 @@
+data "aws_caller_identity" "current" {}
+data "aws_partition" "current" {}
+data "aws_region" "current" {}
+
+locals {
+  account_root = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
+  # CloudWatch Logs uses a regional principal; add it so log groups can be encrypted too.
+  service_principals = distinct(concat(var.service_principals, ["logs.${data.aws_region.current.name}.amazonaws.com"]))
+}
+
+data "aws_iam_policy_document" "key" {
+  statement {
+    sid       = "AccountAdministersAndUsesTheKey"
+    actions   = ["kms:*"]
+    resources = ["*"]
+
+    principals {
+      type        = "AWS"
+      identifiers = [local.account_root]
+    }
+  }
+
+  statement {
+    sid = "ServicesEncryptForTheAccount"
+    actions = [
+      "kms:Decrypt",
+      "kms:DescribeKey",
+      "kms:Encrypt",
+      "kms:GenerateDataKey*",
+      "kms:ReEncrypt*",
+    ]
+    resources = ["*"]
+
+    principals {
+      type        = "Service"
+      identifiers = local.service_principals
+    }
+  }
+}
+
+resource "aws_kms_key" "this" {
+  description             = var.description
+  enable_key_rotation     = true
+  deletion_window_in_days = var.deletion_window_in_days
+  policy                  = data.aws_iam_policy_document.key.json
+  tags                    = var.tags
+}
+
+resource "aws_kms_alias" "this" {
+  name          = "alias/${var.alias}"
+  target_key_id = aws_kms_key.this.key_id
+}

@@ -1,0 +1,232 @@
+"""The emulator's moto patches, in process: each upstream behaviour a patch assumes is still there
+(so a moto upgrade that fixes or moves it fails here), and the patch changes exactly that.
+
+The running-server side of each patch is in tests/integration/test_emulator.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import moto
+import pytest
+from moto import mock_aws
+from moto.awslambda.models import LambdaBackend
+from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models.table import Table
+from moto.events.utils import EventTemplateParser
+from moto.kinesis.models import Stream
+from moto.sqs.models import Queue, sqs_backends
+
+from localdev.emulator import patches
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"  # mock_aws's default account
+PATCHED_ATTRIBUTES = [
+    (Queue, "lambda_event_source_mappings"),
+    (Table, "lambda_event_source_mappings"),
+    (Stream, "lambda_event_source_mappings"),
+    (Queue, "attributes"),
+    (Queue, "BASE_ATTRIBUTES"),
+    (Queue, "redrive_allow_policy"),
+    (EventTemplateParser, "parse"),
+]
+_MISSING = object()
+
+
+@pytest.fixture()
+def patched(monkeypatch):
+    """apply_patches() for one test, then moto restored exactly, so other tests see stock moto."""
+    saved = {(owner, name): owner.__dict__.get(name, _MISSING) for owner, name in PATCHED_ATTRIBUTES}
+    monkeypatch.setattr(patches, "_applied", False)
+    monkeypatch.setattr(patches, "UPSTREAM", {})
+    patches.apply_patches()
+    yield
+    for (owner, name), value in saved.items():
+        if value is _MISSING:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, value)
+
+
+@pytest.fixture()
+def dispatched(monkeypatch):
+    """Records every event-source dispatch moto makes instead of running the function (which needs Docker)."""
+    calls: list[str] = []
+    monkeypatch.setattr(LambdaBackend, "send_sqs_batch", lambda self, *a, **k: calls.append("sqs") or True)
+    monkeypatch.setattr(LambdaBackend, "send_dynamodb_items", lambda self, *a, **k: calls.append("dynamodb") or True)
+    monkeypatch.setattr(LambdaBackend, "send_kinesis_message", lambda self, *a, **k: calls.append("kinesis"))
+    return calls
+
+
+def _client(service: str):
+    return boto3.client(service, region_name=REGION)
+
+
+def _map_all_sources_and_produce() -> str:
+    """A function mapped from a queue, a table stream and a Kinesis stream; one record written to each."""
+    role = _client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    lam = _client("lambda")
+    lam.create_function(FunctionName="fn", Runtime="python3.12", Role=role, Handler="h.h", Code={"ZipFile": b"PK\x05\x06" + bytes(18)})
+
+    sqs = _client("sqs")
+    queue_url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    ddb = _client("dynamodb")
+    stream_arn = ddb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+    )["TableDescription"]["LatestStreamArn"]
+    kinesis = _client("kinesis")
+    kinesis.create_stream(StreamName="k", ShardCount=1)
+    kinesis_arn = kinesis.describe_stream_summary(StreamName="k")["StreamDescriptionSummary"]["StreamARN"]
+    for source in (queue_arn, stream_arn, kinesis_arn):
+        lam.create_event_source_mapping(EventSourceArn=source, FunctionName="fn", StartingPosition="TRIM_HORIZON")
+
+    sqs.send_message(QueueUrl=queue_url, MessageBody="m")
+    ddb.put_item(TableName="t", Item={"pk": {"S": "k1"}})
+    kinesis.put_record(StreamName="k", Data=b"d", PartitionKey="p")
+    return queue_url
+
+
+# --- (a) event source dispatch -----------------------------------------------------------------
+
+
+@mock_aws
+def test_upstream_moto_dispatches_mappings_inside_the_producer_request(dispatched):
+    _map_all_sources_and_produce()
+    assert dispatched == ["sqs", "dynamodb", "kinesis"]
+
+
+def test_upstream_dispatch_is_reached_only_through_lambda_event_source_mappings():
+    """The patch empties that attribute on Queue, Table and Stream: a new reader elsewhere would escape it."""
+    moto_root = Path(moto.__file__).parent
+    readers = {
+        str(path.relative_to(moto_root))
+        for path in moto_root.rglob("*.py")
+        if "lambda_event_source_mappings" in path.read_text(encoding="utf-8")
+    }
+    assert readers == {"awslambda/models.py", "sqs/models.py", "dynamodb/models/table.py", "kinesis/models.py"}
+
+
+@mock_aws
+def test_patched_moto_stores_mappings_but_never_dispatches_them(patched, dispatched):
+    queue_url = _map_all_sources_and_produce()
+
+    assert dispatched == []
+    assert len(_client("lambda").list_event_source_mappings(FunctionName="fn")["EventSourceMappings"]) == 3
+    message = _client("sqs").receive_message(QueueUrl=queue_url, AttributeNames=["ApproximateReceiveCount"])["Messages"][0]
+    assert message["Attributes"]["ApproximateReceiveCount"] == "1"
+    # Upstream empties the stream buffer once a dispatch "succeeded"; the record must stay for GetRecords.
+    assert [record.to_json()["eventName"] for record in dynamodb_backends[ACCOUNT][REGION].get_table("t").stream_shard.items] == ["INSERT"]
+
+
+# --- (b) EventBridge envelope ------------------------------------------------------------------
+
+
+def _event() -> dict:
+    return {
+        "version": "0",
+        "id": "e-1",
+        "detail-type": "payment.created",
+        "source": "paystream.payments",
+        "account": "000000000000",
+        "time": 1_700_000_000.5,
+        "region": REGION,
+        "resources": ["arn:aws:events:us-east-1:000000000000:thing"],
+        "detail": {"note": "see <id>"},
+        "ingestion-time": 1_700_000_000.6,
+    }
+
+
+def test_upstream_default_envelope_still_lacks_account():
+    envelope = EventTemplateParser.parse(input_template=None, input_paths_map={}, event=_event())
+    assert "account" not in envelope
+    assert envelope["source"] == "paystream.payments"
+
+
+def test_patched_default_envelope_is_the_aws_one(patched):
+    envelope = EventTemplateParser.parse(input_template=None, input_paths_map={}, event=_event())
+    expected = {key: value for key, value in _event().items() if key != "ingestion-time"}
+    assert envelope == expected
+    assert list(envelope) == ["version", "id", "detail-type", "source", "account", "time", "region", "resources", "detail"]
+
+
+def test_patched_input_transformer_still_uses_moto(patched):
+    transformed = EventTemplateParser.parse(
+        input_template='{"who": "<src>"}', input_paths_map={"src": "$.source"}, event=_event()
+    )
+    assert transformed == {"who": "paystream.payments"}
+
+
+# --- (c) compact SQS JSON attributes -----------------------------------------------------------
+
+
+def _queue_with_redrive_and_policy() -> Queue:
+    sqs = _client("sqs")
+    dlq_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": "*"}]}
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2}
+    sqs.create_queue(
+        QueueName="q",
+        Attributes={"RedrivePolicy": json.dumps(redrive, separators=(",", ":")), "Policy": json.dumps(policy, separators=(",", ":"))},
+    )
+    return sqs_backends[ACCOUNT][REGION].get_queue("q")
+
+
+@mock_aws
+def test_upstream_queue_json_attributes_still_have_spaces():
+    attributes = _queue_with_redrive_and_policy().attributes
+    assert '", "' in attributes["RedrivePolicy"]
+    assert '", "' in attributes["Policy"]
+
+
+@mock_aws
+def test_patched_queue_json_attributes_are_compact(patched):
+    attributes = _queue_with_redrive_and_policy().attributes
+    for name in ("RedrivePolicy", "Policy"):
+        assert attributes[name] == json.dumps(json.loads(attributes[name]), separators=(",", ":"))
+
+
+def _dlq_with_redrive_allow_policy():
+    sqs = _client("sqs")
+    url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+    allow = {"redrivePermission": "byQueue", "sourceQueueArns": [f"arn:aws:sqs:{REGION}:{ACCOUNT}:q"]}
+    sqs.set_queue_attributes(QueueUrl=url, Attributes={"RedriveAllowPolicy": json.dumps(allow)})
+    return sqs, url, allow
+
+
+@mock_aws
+def test_upstream_queue_does_not_return_redrive_allow_policy():
+    sqs, url, _ = _dlq_with_redrive_allow_policy()
+    assert "RedriveAllowPolicy" not in sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    with pytest.raises(sqs.exceptions.InvalidAttributeName):
+        sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedriveAllowPolicy"])
+
+
+@mock_aws
+def test_patched_queue_returns_redrive_allow_policy_compact_and_only_when_set(patched):
+    sqs, url, allow = _dlq_with_redrive_allow_policy()
+    by_name = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedriveAllowPolicy"])["Attributes"]
+    assert by_name == {"RedriveAllowPolicy": json.dumps(allow, separators=(",", ":"))}
+    other_url = sqs.create_queue(QueueName="other")["QueueUrl"]
+    assert "RedriveAllowPolicy" not in sqs.get_queue_attributes(QueueUrl=other_url, AttributeNames=["All"])["Attributes"]
+
+
+# --- apply_patches -----------------------------------------------------------------------------
+
+
+def test_apply_patches_is_idempotent(patched):
+    parse, attributes = EventTemplateParser.__dict__["parse"], Queue.__dict__["attributes"]
+    upstream = dict(patches.UPSTREAM)
+    patches.apply_patches()
+    assert EventTemplateParser.__dict__["parse"] is parse
+    assert Queue.__dict__["attributes"] is attributes
+    assert patches.UPSTREAM == upstream
+    assert patches.UPSTREAM["Queue.attributes"] is not attributes
