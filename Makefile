@@ -12,7 +12,7 @@ STAMP       := $(VENV)/.installed
 .PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
 
 $(STAMP): requirements/dev.lock layers/deps/requirements.txt pyproject.toml
 	@$(PYTHON_BOOT) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "paystream needs Python >= 3.11 (found %s)" % sys.version.split()[0])'
@@ -45,11 +45,17 @@ logs: $(STAMP) ## follow the local functions' logs
 demo: $(STAMP) ## one payment end to end against the local stack (starts it if needed)
 	$(PY) -m localdev demo
 
-test: $(STAMP) ## the whole suite (what CI runs): unit, integration, e2e
-	$(PY) -m pytest tests
+test: $(STAMP) ## the whole suite (what CI runs): unit, integration, e2e (brings its own stack up and down)
+	$(PY) -m pytest tests/unit tests/integration tests/e2e
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) ## unit tests only (no network, no servers)
 	$(PY) -m pytest tests/unit
+
+test-integration: $(STAMP) ## integration tests (their own emulator on free ports)
+	$(PY) -m pytest tests/integration
+
+test-e2e: $(STAMP) ## e2e tests (their own stack; PAYSTREAM_E2E_OUTPUTS=.local/outputs.json to use a running one)
+	$(PY) -m pytest tests/e2e
 
 plan: $(STAMP) ## terraform plan for ENV=local|dev|staging|prod
 	$(PY) -m localdev terraform plan --env $(ENV)

@@ -28,7 +28,7 @@ def run(state_dir: Path, backend: str = "embedded") -> int:
     import stripe
     from rich.console import Console
 
-    console = Console()
+    console = Console(soft_wrap=True)  # one line per step, whatever the terminal width
     outputs = _stack_outputs(state_dir, backend)
     client = stripe.StripeClient(outputs["stripe_api_key"], base_addresses={"api": outputs["stripe_api_base"]})
     started = time.monotonic()

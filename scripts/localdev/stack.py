@@ -253,17 +253,11 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
             for name in stale:
                 _stop_pid(state.pids.pop(name))
     state.started_at = state.started_at or time.time()
-    py = sys.executable
 
     # 1. AWS emulator
     if not _component_ok(state, "emulator"):
-        _require_free("aws", state.ports["aws"])
-        log = paths.logs / "emulator.log"
         say(f"starting the AWS emulator on 127.0.0.1:{state.ports['aws']}")
-        pid = _spawn([py, "-m", "localdev", "emulator", "--host", "127.0.0.1", "--port", str(state.ports["aws"])], log)
-        state.pids["emulator"] = pid
-        state.save(paths.stack)
-        _wait_until(lambda: _emulator_health(state.ports), "the AWS emulator", 30, pid, log)
+        _start_component(state, paths, "emulator", ["aws"], ["--host", "127.0.0.1", "--port", str(state.ports["aws"])], 30)
     instance_id = _emulator_health(state.ports)["instance_id"]
     if instance_id != state.emulator_instance_id:
         # The emulator keeps everything in memory: Terraform state from an earlier emulator is stale.
@@ -273,13 +267,8 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
 
     # 2. Stripe (localstripe)
     if not _component_ok(state, "stripe"):
-        _require_free("stripe", state.ports["stripe"])
-        log = paths.logs / "stripe.log"
         say(f"starting localstripe on 127.0.0.1:{state.ports['stripe']}")
-        pid = _spawn([py, "-m", "localdev", "stripe", "--host", "127.0.0.1", "--port", str(state.ports["stripe"])], log)
-        state.pids["stripe"] = pid
-        state.save(paths.stack)
-        _wait_until(lambda: _stripe_health(state.ports), "localstripe", 30, pid, paths.logs / "stripe.log")
+        _start_component(state, paths, "stripe", ["stripe"], ["--host", "127.0.0.1", "--port", str(state.ports["stripe"])], 30)
 
     # 3. Package and apply
     aws_endpoint = f"http://127.0.0.1:{state.ports['aws']}"
@@ -300,19 +289,13 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
         say("reloading the data plane")
         _http_json(f"http://127.0.0.1:{state.ports['invoke']}/_dataplane/reload", method="POST", body={}, timeout=120)
     else:
-        _require_free("api", state.ports["api"])
-        _require_free("invoke", state.ports["invoke"])
-        log = paths.logs / "dataplane.log"
         say(f"starting the Lambda data plane (REST API on 127.0.0.1:{state.ports['api']})")
-        pid = _spawn(
-            [py, "-m", "localdev", "dataplane", "--endpoint", aws_endpoint, "--region", REGION,
-             "--api-port", str(state.ports["api"]), "--invoke-port", str(state.ports["invoke"]),
-             "--state-dir", str(paths.state)],
-            log,
+        _start_component(
+            state, paths, "dataplane", ["api", "invoke"],
+            ["--endpoint", aws_endpoint, "--region", REGION, "--api-port", str(state.ports["api"]),
+             "--invoke-port", str(state.ports["invoke"]), "--state-dir", str(paths.state)],
+            120,
         )
-        state.pids["dataplane"] = pid
-        state.save(paths.stack)
-        _wait_until(lambda: _dataplane_status(state.ports), "the data plane", 120, pid, log)
 
     # 6. Stripe sends its webhooks to the local API, signed with the secret the function reads
     api_url = f"http://127.0.0.1:{state.ports['api']}/{tf_outputs['api_stage']}"
@@ -325,6 +308,17 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
     if not quiet:
         print_summary(outputs, _dataplane_status(state.ports))
     return outputs
+
+
+def _start_component(state: StackState, paths: Paths, name: str, ports: list[str], args: list[str], timeout: float) -> None:
+    """Start `python -m localdev <name> …` detached, record its pid, and wait until its health check passes."""
+    for port_name in ports:
+        _require_free(port_name, state.ports[port_name])
+    log = paths.logs / f"{name}.log"
+    pid = _spawn([sys.executable, "-m", "localdev", name, *args], log)
+    state.pids[name] = pid
+    state.save(paths.stack)  # recorded before waiting, so `down` can stop it even if start-up fails
+    _wait_until(lambda: HEALTH[name](state.ports), name, timeout, pid, log)
 
 
 def _terraform_apply(paths: Paths, aws_endpoint: str, stripe_base: str) -> dict:
@@ -553,6 +547,14 @@ def main(argv: list[str]) -> int:
 
             return run_demo(args.state_dir, args.backend)
     except StackError as exc:
+        print(f"{args.command}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - packaging/Terraform/Stripe failures carry their own clear message
+        from localdev.package import PackageError
+        from localdev.terraform import TerraformError
+
+        if not isinstance(exc, (PackageError, TerraformError)):
+            raise
         print(f"{args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -77,3 +77,15 @@ def test_duplicate_webhook_delivery_is_acknowledged_once_stored(outputs, aws_cli
     assert first == (200, {"received": True, "duplicate": False})
     assert second == (200, {"received": True, "duplicate": True})
     assert len(find_inbox_items(aws_client, outputs["table_names"]["transactions"], "ch_dup_e2e")) == 1
+
+
+def test_make_demo_follows_a_payment_through_the_running_stack(stack_state_dir):
+    if stack_state_dir is None:
+        pytest.fail("the demo test drives `python -m localdev demo` on the stack this session started")
+    from .conftest import run_localdev
+
+    result = run_localdev("demo", "--state-dir", str(stack_state_dir), timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "bringing it up" not in result.stdout  # it used the running stack
+    assert "→ status succeeded" in result.stdout
+    assert "webhook payment_intent.succeeded" in result.stdout and "verified and stored" in result.stdout
