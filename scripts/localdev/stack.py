@@ -436,7 +436,7 @@ def print_summary(outputs: dict, dataplane: dict | None) -> None:
 
     queues = Table(title="queues", show_header=True)
     queues.add_column("queue")
-    queues.add_column("url")
+    queues.add_column("url", overflow="fold")
     for name, url in {**outputs.get("queue_urls", {}), **{f"{k} (DLQ)": v for k, v in outputs.get("dlq_urls", {}).items()}}.items():
         queues.add_row(name, url)
     console.print(queues)

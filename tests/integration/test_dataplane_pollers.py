@@ -524,6 +524,21 @@ def test_discover_and_sync_follow_the_emulators_mappings(aws, deploy_function):
         manager.stop()
 
 
+def test_discover_finds_mappings_created_by_function_name_or_arn(aws, deploy_function):
+    # moto files a mapping under the FunctionName it was given (the CLI usually passes the name).
+    name = unique("esm-by-name")
+    function_arn = deploy_function(name, {"handler.py": "def handler(event, context):\n    return None\n"})
+    other_arn = deploy_function(unique("esm-other"), {"handler.py": "def handler(event, context):\n    return None\n"})
+    _, queue_a = make_queue(aws)
+    _, queue_b = make_queue(aws)
+    _, queue_c = make_queue(aws)
+    lam = aws("lambda")
+    by_name = lam.create_event_source_mapping(FunctionName=name, EventSourceArn=queue_a)["UUID"]
+    by_arn = lam.create_event_source_mapping(FunctionName=function_arn, EventSourceArn=queue_b)["UUID"]
+    lam.create_event_source_mapping(FunctionName=other_arn, EventSourceArn=queue_c)
+    assert sorted(m["UUID"] for m in discover_mappings(lam, [function_arn])) == sorted([by_name, by_arn])
+
+
 def test_sqs_mapping_runs_a_real_function_with_partial_batch_failures(aws, deploy_function, dataplane):
     out_url, _ = make_queue(aws)
     dlq_url, dlq_arn = make_queue(aws)

@@ -33,14 +33,28 @@ _VOLATILE = {"LastModified", "LastProcessingResult", "State", "StateTransitionRe
 
 
 def discover_mappings(lambda_client, function_arns: Iterable[str]) -> list[dict]:
-    """Every event source mapping of the given functions (moto lists them only by function ARN)."""
+    """Every event source mapping of the given functions.
+
+    moto files a mapping under the FunctionName it was created with: Terraform passes the ARN, the
+    AWS CLI usually the name, and a filter by the other finds nothing. So list by ARN, by name and
+    unfiltered, and keep the mappings whose function is one of ours.
+    """
+    arns = set(function_arns)
     found: dict[str, dict] = {}
     paginator = lambda_client.get_paginator("list_event_source_mappings")
-    for arn in function_arns:
-        for page in paginator.paginate(FunctionName=arn):
+    filters = [{}] + [{"FunctionName": arn} for arn in arns] + [{"FunctionName": arn.rsplit(":", 1)[-1]} for arn in arns]
+    for kwargs in filters:
+        for page in paginator.paginate(**kwargs):
             for mapping in page["EventSourceMappings"]:
-                found[mapping["UUID"]] = mapping
+                if _unqualified(mapping.get("FunctionArn", "")) in arns:
+                    found[mapping["UUID"]] = mapping
     return list(found.values())
+
+
+def _unqualified(function_arn: str) -> str:
+    """arn:aws:lambda:r:a:function:name[:qualifier] without the qualifier."""
+    parts = function_arn.split(":")
+    return ":".join(parts[:7])
 
 
 def _fingerprint(mapping: dict) -> str:
