@@ -98,6 +98,19 @@ def test_transactions_table_streams_both_images_and_expires_items(stack, aws):
     assert idem_ttl["AttributeName"] == "expiration"
 
 
+def test_transactions_table_indexes_payments_by_customer_and_by_status(stack, aws):
+    _, out = stack
+    table = aws("dynamodb").describe_table(TableName=out["table_names"]["transactions"])["Table"]
+    indexes = {
+        index["IndexName"]: {k["AttributeName"]: k["KeyType"] for k in index["KeySchema"]}
+        for index in table["GlobalSecondaryIndexes"]
+    }
+    assert indexes == {
+        "by-customer": {"customer_pk": "HASH", "created_at": "RANGE"},
+        "by-status": {"status_pk": "HASH", "created_at": "RANGE"},
+    }
+
+
 def _queue_arn(sqs, url: str) -> str:
     return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
 

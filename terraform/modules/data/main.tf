@@ -18,6 +18,36 @@ resource "aws_dynamodb_table" "transactions" {
     type = "S"
   }
 
+  # Sparse indexes: only projection items carry these keys (docs/payments-core.md).
+  attribute {
+    name = "customer_pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "status_pk"
+    type = "S"
+  }
+
+  attribute {
+    name = "created_at"
+    type = "S"
+  }
+
+  global_secondary_index {
+    name            = "by-customer"
+    hash_key        = "customer_pk"
+    range_key       = "created_at"
+    projection_type = "ALL"
+  }
+
+  global_secondary_index {
+    name            = "by-status"
+    hash_key        = "status_pk"
+    range_key       = "created_at"
+    projection_type = "ALL"
+  }
+
   ttl {
     attribute_name = "expires_at"
     enabled        = true
