@@ -43,9 +43,35 @@ async def _health(request, handler):
     return await handler(request)
 
 
+def accept_stripe_fields_the_platform_sends() -> None:
+    """Let localstripe accept PaymentIntent `description` and Refund `reason`, as Stripe does.
+
+    localstripe 1.15.10 answers 400 "Unexpected description" / "Unexpected reason"; the platform
+    sends both (they are part of Stripe's API), so they are stored on the object instead.
+    """
+    from localstripe import resources
+
+    def keep(cls, field):
+        upstream_init = cls.__init__
+        if getattr(upstream_init, "_keeps", None) == field:
+            return
+
+        def __init__(self, *args, **kwargs):
+            value = kwargs.pop(field, None)
+            upstream_init(self, *args, **kwargs)
+            setattr(self, field, value)
+
+        __init__._keeps = field
+        cls.__init__ = __init__
+
+    keep(resources.PaymentIntent, "description")
+    keep(resources.Refund, "reason")
+
+
 def make_app():
     """localstripe's aiohttp app, with persistence off and the health route in front of its auth."""
     disable_disk_persistence()
+    accept_stripe_fields_the_platform_sends()
     from aiohttp import web
     from localstripe.server import app
 

@@ -149,3 +149,18 @@ def test_register_webhook_rejects_a_bad_url(start_stripe):
 
 def test_is_healthy_is_false_when_nothing_listens():
     assert not is_healthy(f"http://127.0.0.1:{free_port()}")
+
+
+def test_payment_intent_description_and_refund_reason_are_accepted_as_by_stripe(start_stripe):
+    base, _ = start_stripe()
+    client = _client(base)
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": 1500, "currency": "eur", "payment_method": method.id, "confirm": True,
+                "description": "order 42"}
+    )
+    assert intent.status == "succeeded" and intent.description == "order 42"
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 500, "reason": "requested_by_customer"})
+    assert refund.amount == 500 and refund.reason == "requested_by_customer"

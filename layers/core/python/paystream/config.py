@@ -1,0 +1,84 @@
+"""Settings from the function's environment, validated once at cold start.
+
+Usage in a handler module (at import time, so a misconfigured function fails its first invocation with
+one clear message instead of failing later on some request):
+
+    settings = Settings.from_env(require=("stripe_api_key_secret_id", "parked_queue_url"))
+
+Each function names the optional settings it needs in `require`; the table name is always required.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from aws_lambda_powertools.utilities import parameters
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SECRET_CACHE_SECONDS = 300
+
+
+class ConfigError(Exception):
+    """The environment is missing a variable or has an invalid value; the message names it."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    transactions_table: str = Field(min_length=1, json_schema_extra={"env": "TRANSACTIONS_TABLE"})
+    idempotency_table: str | None = Field(None, json_schema_extra={"env": "IDEMPOTENCY_TABLE"})
+    # Secret value: {"api_key": "sk_…"}.
+    stripe_api_key_secret_id: str | None = Field(None, json_schema_extra={"env": "STRIPE_API_KEY_SECRET_ID"})
+    # Empty or unset: real Stripe. Locally: the localstripe URL.
+    stripe_api_base: str | None = Field(None, pattern=r"^https?://", json_schema_extra={"env": "STRIPE_API_BASE"})
+    stripe_connect_timeout_seconds: float = Field(3.0, gt=0, le=30, json_schema_extra={"env": "STRIPE_CONNECT_TIMEOUT_SECONDS"})
+    stripe_read_timeout_seconds: float = Field(10.0, gt=0, le=60, json_schema_extra={"env": "STRIPE_READ_TIMEOUT_SECONDS"})
+    breaker_failure_threshold: int = Field(5, ge=1, json_schema_extra={"env": "BREAKER_FAILURE_THRESHOLD"})
+    breaker_window_seconds: float = Field(60.0, gt=0, json_schema_extra={"env": "BREAKER_WINDOW_SECONDS"})
+    breaker_cooldown_seconds: float = Field(30.0, gt=0, json_schema_extra={"env": "BREAKER_COOLDOWN_SECONDS"})
+    # How long an instance trusts a closed breaker it read, sparing a GetItem per payment (0 = always read).
+    breaker_closed_cache_seconds: float = Field(2.0, ge=0, json_schema_extra={"env": "BREAKER_CLOSED_CACHE_SECONDS"})
+    parked_queue_url: str | None = Field(None, json_schema_extra={"env": "PARKED_QUEUE_URL"})
+    ops_alerts_topic_arn: str | None = Field(None, json_schema_extra={"env": "OPS_ALERTS_TOPIC_ARN"})
+
+    @classmethod
+    def env_name(cls, field: str) -> str:
+        return cls.model_fields[field].json_schema_extra["env"]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, require: Iterable[str] = ()) -> "Settings":
+        environ = os.environ if environ is None else environ
+        unknown = set(require) - set(cls.model_fields)
+        if unknown:
+            raise ValueError(f"unknown settings in require: {sorted(unknown)}")
+        # Empty values count as unset, as Terraform writes "" for an unset optional variable.
+        values = {name: environ[cls.env_name(name)] for name in cls.model_fields if environ.get(cls.env_name(name))}
+        for name in ("transactions_table", *require):
+            if name not in values:
+                raise ConfigError(f"missing environment variable {cls.env_name(name)}: set it in the function's "
+                                  "environment (Terraform sets it for deployed functions)")
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = cls.env_name(str(first["loc"][0]))
+            raise ConfigError(f"invalid environment variable {name}={values[first['loc'][0]]!r}: {first['msg']}") from None
+
+    def stripe_api_key(self, *, refresh: bool = False) -> str:
+        """The Stripe secret key from Secrets Manager, cached for SECRET_CACHE_SECONDS by Powertools."""
+        if not self.stripe_api_key_secret_id:
+            raise ConfigError("missing environment variable STRIPE_API_KEY_SECRET_ID: this function needs the Stripe key")
+        try:
+            value = parameters.get_secret(
+                self.stripe_api_key_secret_id, transform="json", max_age=SECRET_CACHE_SECONDS, force_fetch=refresh
+            )
+        except parameters.exceptions.TransformParameterError:
+            value = None
+        api_key = value.get("api_key") if isinstance(value, dict) else None
+        if not isinstance(api_key, str) or not api_key.startswith(("sk_", "rk_")):
+            raise ConfigError(
+                f'secret {self.stripe_api_key_secret_id} must be JSON {{"api_key": "sk_…"}} with a Stripe secret '
+                "or restricted key: put the key there with `aws secretsmanager put-secret-value`"
+            )
+        return api_key
