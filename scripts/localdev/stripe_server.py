@@ -68,16 +68,59 @@ def accept_stripe_fields_the_platform_sends() -> None:
     keep(resources.Refund, "reason")
 
 
+# (api key, Idempotency-Key) -> (method + path, request body, status, response body, content type)
+_IDEMPOTENT_RESPONSES: dict[tuple[str, str], tuple[str, bytes, int, bytes, str]] = {}
+
+
+async def _idempotency(request, handler):
+    """Honour `Idempotency-Key` on POST as Stripe does (localstripe ignores it): the same key with the
+    same request replays the first response; with a different request it is a 400 idempotency_error."""
+    key = request.headers.get("Idempotency-Key")
+    if request.method != "POST" or not key:
+        return await handler(request)
+    from aiohttp import web
+
+    body = await request.read()
+    scope = (request.headers.get("Authorization", ""), key)
+    target = f"{request.method} {request.path}"
+    cached = _IDEMPOTENT_RESPONSES.get(scope)
+    if cached is not None:
+        cached_target, cached_body, status, payload, content_type = cached
+        if (cached_target, cached_body) != (target, body):
+            return web.json_response(
+                {"error": {"type": "idempotency_error", "message": f"Keys for idempotent requests can only be used "
+                           f"with the same parameters they were first used with. Try using a key other than '{key}' "
+                           "if you meant to execute a different request."}},
+                status=400,
+            )
+        return web.Response(body=payload, status=status, content_type=content_type,
+                            headers={"Idempotent-Replayed": "true"})
+    response = await handler(request)
+    if 200 <= response.status < 500 and response.status != 429 and isinstance(response, web.Response):
+        _IDEMPOTENT_RESPONSES[scope] = (target, body, response.status, response.body, response.content_type)
+    return response
+
+
 def make_app():
-    """localstripe's aiohttp app, with persistence off and the health route in front of its auth."""
+    """localstripe's aiohttp app, with persistence off, Stripe's idempotency keys honoured and the
+    health route in front of its auth."""
     disable_disk_persistence()
     accept_stripe_fields_the_platform_sends()
     from aiohttp import web
     from localstripe.server import app
 
-    if _health not in app.middlewares:
-        app.middlewares.insert(0, web.middleware(_health))
+    for middleware in (_idempotency, _health):  # health ends up first
+        if not any(getattr(m, "__wrapped__", m) is middleware for m in app.middlewares):
+            app.middlewares.insert(0, web.middleware(_wrap(middleware)))
     return app
+
+
+def _wrap(middleware):
+    async def wrapped(request, handler):
+        return await middleware(request, handler)
+
+    wrapped.__wrapped__ = middleware
+    return wrapped
 
 
 def health_url(stripe_api_base: str) -> str:

@@ -164,3 +164,16 @@ def test_payment_intent_description_and_refund_reason_are_accepted_as_by_stripe(
     assert intent.status == "succeeded" and intent.description == "order 42"
     refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 500, "reason": "requested_by_customer"})
     assert refund.amount == 500 and refund.reason == "requested_by_customer"
+
+
+def test_idempotency_keys_are_honoured_as_by_stripe(start_stripe):
+    base, _ = start_stripe()
+    client = _client(base)
+    params = {"amount": 700, "currency": "eur"}
+    first = client.v1.payment_intents.create(params=params, options={"idempotency_key": "key-1"})
+    again = client.v1.payment_intents.create(params=params, options={"idempotency_key": "key-1"})
+    other = client.v1.payment_intents.create(params=params, options={"idempotency_key": "key-2"})
+    assert again.id == first.id and other.id != first.id
+    assert len(client.v1.payment_intents.list().data) == 2
+    with pytest.raises(stripe.IdempotencyError):
+        client.v1.payment_intents.create(params={"amount": 701, "currency": "eur"}, options={"idempotency_key": "key-1"})

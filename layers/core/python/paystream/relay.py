@@ -1,0 +1,293 @@
+"""The outbox relay: publish the events stored in the transactions table, read from its DynamoDB stream.
+
+Pure logic: the bus, the fraud stream and the relay marks are injected (see `paystream.adapters.publishers`).
+
+What goes out, per inserted item (other stream records are ignored — the mapping's filter normally
+keeps them away; ignoring them here also stops the relay's own `relayed_at` MODIFYs from looping):
+- `item_type="event"` (payment and fraud events): `Source` = the event's `source`, `DetailType` =
+  its `event_type`, `Detail` = `transaction_id, event_id, sequence, occurred_at, amount, currency,
+  customer_id` plus the event's own `detail` fields (DESIGN.md §2; the common fields win a name clash).
+  `payment.created` also goes to the Kinesis fraud stream: partition key `customer_id`, data = the same
+  detail JSON.
+- `item_type="stripe_event"` (webhook inbox): `Source` = `paystream.stripe`, `DetailType` =
+  `stripe.<stripe event type>`, `Detail` = `{"event_id", "stripe_event_id", "stripe_event_type",
+  "object_id", "event": <the stored raw Stripe event, parsed>}`; `event_id` equals `stripe_event_id`
+  so every consumer dedupes on the same field name.
+
+Failures. Delivery is at least once: consumers dedupe by `event_id`. With a DynamoDB stream Lambda
+retries from the lowest reported sequence number, so once a record fails, it and every later record of
+the batch are reported (nothing after it is skipped) and nothing after the failing chunk is sent. A
+chunk never holds two events of one payment, so an event is never accepted by the bus before the
+previous event of the same payment. Entries EventBridge rejects are retried alone (bounded attempts,
+short backoff) before being reported. An item that can never be published (too large for EventBridge,
+missing fields, unparseable stored payload) is reported as a failure with the reason logged: the
+mapping's retry limit then sends it to its on-failure destination instead of it vanishing.
+
+After publishing, each item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
+too for `payment.created`), so a checker can list the events never relayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable, Iterator, Protocol
+
+from boto3.dynamodb.types import TypeDeserializer
+
+MAX_ENTRIES_PER_PUT_EVENTS = 10
+# EventBridge's limit, both for one entry and for one PutEvents request (entry size as AWS computes it).
+MAX_PUT_EVENTS_BYTES = 256 * 1024
+STRIPE_SOURCE = "paystream.stripe"
+FRAUD_STREAM_EVENT_TYPES = frozenset({"payment.created"})
+RELAYED_ITEM_TYPES = frozenset({"event", "stripe_event"})
+EVENT_FIELDS = ("transaction_id", "event_id", "sequence", "occurred_at", "amount", "currency", "customer_id")
+
+
+class EventBus(Protocol):
+    def put(self, entries: list[dict]) -> list[dict]:
+        """PutEvents; one result per entry, in order: `{"EventId"}` or `{"ErrorCode", "ErrorMessage"}`."""
+
+
+class FraudStream(Protocol):
+    def put(self, records: list[dict]) -> list[dict]:
+        """PutRecords; one result per record, in order: `{"SequenceNumber", "ShardId"}` or `{"ErrorCode", "ErrorMessage"}`."""
+
+
+class Marks(Protocol):
+    def mark(self, key: dict[str, str], relayed_at: str, bus_event_id: str,
+             stream_sequence_number: str | None = None) -> bool:
+        """Record the publication on the item; False when the item no longer exists."""
+
+
+class Unpublishable(Exception):
+    """The item can never be published as stored; the message says why."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """One stored item, ready to publish."""
+
+    sequence_number: str  # the stream record's: the batch item failure identifier
+    key: dict[str, str]
+    event_id: str
+    order_key: str  # events sharing it keep their order: the payment (or Stripe object) they belong to
+    entry: dict  # PutEvents entry without EventBusName (the bus adapter adds it)
+    stream_record: dict | None  # PutRecords record, for events that also go to the fraud stream
+
+
+@dataclass(frozen=True)
+class Failure:
+    sequence_number: str
+    reason: str
+
+
+@dataclass
+class RelayOutcome:
+    published: list[str] = field(default_factory=list)  # sequence numbers, marked relayed
+    failures: list[Failure] = field(default_factory=list)  # every record from the first failed one on
+    ignored: int = 0
+
+    def batch_item_failures(self) -> list[dict[str, str]]:
+        return [{"itemIdentifier": failure.sequence_number} for failure in self.failures]
+
+
+def utc_now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def entry_size(entry: dict) -> int:
+    """An entry's size as EventBridge counts it against its 256 KiB limit."""
+    size = 14 if "Time" in entry else 0
+    for name in ("Source", "DetailType", "Detail"):
+        size += len(entry.get(name, "").encode())
+    return size + sum(len(resource.encode()) for resource in entry.get("Resources", []))
+
+
+_deserializer = TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    """A deserialized DynamoDB value as JSON-ready Python (numbers as int where integral)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_plain(v) for v in value)
+    return value
+
+
+def _image(typed: dict) -> dict:
+    return {name: _plain(_deserializer.deserialize(value)) for name, value in typed.items()}
+
+
+def _dumps(detail: dict) -> str:
+    return json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
+
+
+def to_outgoing(record: dict) -> Outgoing | None:
+    """The publication for one stream record; None for records the relay ignores. Raises Unpublishable."""
+    stream = record.get("dynamodb") or {}
+    new_image = stream.get("NewImage") or {}
+    item_type = (new_image.get("item_type") or {}).get("S")
+    if record.get("eventName") != "INSERT" or item_type not in RELAYED_ITEM_TYPES:
+        return None
+    try:
+        item = _image(new_image)
+    except (TypeError, ValueError) as exc:  # e.g. a binary attribute: stream records carry it as base64 text
+        raise Unpublishable(f"item {stream.get('Keys')} has an attribute the relay cannot read ({exc})") from exc
+    key = {"pk": item.get("pk"), "sk": item.get("sk")}
+    where = f"item {key['pk']} / {key['sk']}"
+    if item_type == "event":
+        missing = [name for name in ("source", "event_type", *EVENT_FIELDS) if item.get(name) in (None, "")]
+        if missing:
+            raise Unpublishable(f"{where} lacks {', '.join(missing)}: an event item needs them to be published")
+        extra = item.get("detail") or {}
+        if not isinstance(extra, dict):
+            raise Unpublishable(f"{where} has a `detail` that is not a map")
+        detail = {**extra, **{name: item[name] for name in EVENT_FIELDS}}
+        data = _dumps(detail)
+        entry = {"Source": item["source"], "DetailType": item["event_type"], "Detail": data}
+        stream_record = None
+        if item["event_type"] in FRAUD_STREAM_EVENT_TYPES:
+            stream_record = {"Data": data.encode(), "PartitionKey": str(item["customer_id"])}
+        event_id, order_key = item["event_id"], f"TXN#{item['transaction_id']}"
+    else:
+        missing = [name for name in ("event_id", "event_type", "payload") if not item.get(name)]
+        if missing:
+            raise Unpublishable(f"{where} lacks {', '.join(missing)}: a webhook inbox item needs them to be published")
+        try:
+            stripe_event = json.loads(item["payload"])
+        except ValueError as exc:
+            raise Unpublishable(f"{where} has a stored Stripe payload that is not JSON ({exc})") from exc
+        detail = {
+            "event_id": item["event_id"],
+            "stripe_event_id": item["event_id"],
+            "stripe_event_type": item["event_type"],
+            "object_id": item.get("object_id"),
+            "event": stripe_event,
+        }
+        entry = {"Source": STRIPE_SOURCE, "DetailType": f"stripe.{item['event_type']}", "Detail": _dumps(detail)}
+        stream_record = None
+        event_id, order_key = item["event_id"], f"STRIPE#{item.get('object_id') or item['event_id']}"
+    size = entry_size(entry)
+    if size > MAX_PUT_EVENTS_BYTES:
+        raise Unpublishable(f"{where} (event {event_id}) is {size} bytes as an EventBridge entry, over the "
+                            f"{MAX_PUT_EVENTS_BYTES}-byte limit")
+    return Outgoing(stream["SequenceNumber"], key, event_id, order_key, entry, stream_record)
+
+
+def chunks(items: list[Outgoing]) -> Iterator[list[Outgoing]]:
+    """Consecutive PutEvents chunks: ≤ 10 entries, ≤ 256 KiB, at most one event per order key."""
+    chunk: list[Outgoing] = []
+    size = 0
+    for item in items:
+        item_size = entry_size(item.entry)
+        if chunk and (len(chunk) == MAX_ENTRIES_PER_PUT_EVENTS or size + item_size > MAX_PUT_EVENTS_BYTES
+                      or any(other.order_key == item.order_key for other in chunk)):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
+
+
+class OutboxRelay:
+    def __init__(self, bus: EventBus, fraud_stream: FraudStream, marks: Marks, *, max_attempts: int = 3,
+                 backoff_seconds: float = 0.05, sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], str] = utc_now_iso, logger: logging.Logger | None = None):
+        self._bus = bus
+        self._fraud_stream = fraud_stream
+        self._marks = marks
+        self._max_attempts = max_attempts
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
+        self._clock = clock
+        self._log = logger or logging.getLogger(__name__)
+
+    def relay(self, records: list[dict]) -> RelayOutcome:
+        outcome = RelayOutcome()
+        publishable: list[Outgoing] = []
+        reasons: dict[str, str] = {}  # sequence number -> why it failed
+        for record in records:
+            try:
+                item = to_outgoing(record)
+            except Unpublishable as exc:
+                # Later records wait behind it: publishing them now would break per-payment order.
+                reasons[record["dynamodb"]["SequenceNumber"]] = f"cannot be published: {exc}"
+                break
+            if item is None:
+                outcome.ignored += 1
+            else:
+                publishable.append(item)
+        for chunk in chunks(publishable):
+            failed = self._publish(chunk, outcome)
+            if failed:
+                reasons.update(failed)
+                break
+        if reasons:
+            self._report_from_first_failure(records, reasons, outcome)
+        return outcome
+
+    def _report_from_first_failure(self, records: list[dict], reasons: dict[str, str], outcome: RelayOutcome) -> None:
+        sequence_numbers = [record["dynamodb"]["SequenceNumber"] for record in records]
+        first = min(sequence_numbers.index(sequence_number) for sequence_number in reasons)
+        for sequence_number in sequence_numbers[first:]:
+            reason = reasons.get(sequence_number, "not published yet: an earlier record of the batch failed")
+            outcome.failures.append(Failure(sequence_number, reason))
+        for sequence_number, reason in reasons.items():
+            self._log.error("outbox record not relayed; it will be retried from this record on",
+                            extra={"sequence_number": sequence_number, "reason": reason})
+
+    def _publish(self, chunk: list[Outgoing], outcome: RelayOutcome) -> dict[str, str]:
+        """Publish one chunk and mark what went out; the reasons of the records that failed."""
+        bus_results = self._put_with_retries(self._bus.put, [item.entry for item in chunk])
+        to_stream = [i for i, item in enumerate(chunk) if item.stream_record and "EventId" in bus_results[i]]
+        stream_results = dict(zip(to_stream, self._put_with_retries(
+            self._fraud_stream.put, [chunk[i].stream_record for i in to_stream]))) if to_stream else {}
+        failed: dict[str, str] = {}
+        relayed_at = self._clock()
+        for i, item in enumerate(chunk):
+            bus_result, stream_result = bus_results[i], stream_results.get(i)
+            if "EventId" not in bus_result:
+                failed[item.sequence_number] = f"PutEvents rejected event {item.event_id}: {_error(bus_result)}"
+                continue
+            if stream_result is not None and "SequenceNumber" not in stream_result:
+                failed[item.sequence_number] = f"PutRecords rejected event {item.event_id}: {_error(stream_result)}"
+                continue
+            try:
+                if not self._marks.mark(item.key, relayed_at, bus_result["EventId"],
+                                        stream_result["SequenceNumber"] if stream_result else None):
+                    self._log.warning("published event's item no longer exists; nothing to mark",
+                                      extra={"event_id": item.event_id, "key": item.key})
+            except Exception as exc:  # noqa: BLE001 - an unmarked event is re-published, which consumers absorb
+                failed[item.sequence_number] = f"published event {item.event_id} but could not mark it: {exc}"
+                continue
+            outcome.published.append(item.sequence_number)
+        return failed
+
+    def _put_with_retries(self, put: Callable[[list[dict]], list[dict]], items: list[dict]) -> list[dict]:
+        """Results aligned with `items`; only the rejected ones are sent again."""
+        results: list[dict] = [{}] * len(items)
+        pending = list(range(len(items)))
+        for attempt in range(1, self._max_attempts + 1):
+            answers = put([items[i] for i in pending])
+            for i, answer in zip(pending, answers):
+                results[i] = answer
+            pending = [i for i in pending if "ErrorCode" in results[i]]
+            if not pending or attempt == self._max_attempts:
+                break
+            self._sleep(self._backoff_seconds * 2 ** (attempt - 1))
+        return results
+
+
+def _error(result: dict) -> str:
+    return f"{result.get('ErrorCode')}: {result.get('ErrorMessage')}"
