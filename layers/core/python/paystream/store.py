@@ -1,0 +1,172 @@
+"""The event store over the transactions table (layout: docs/payments-core.md).
+
+Pure logic over an injected table (paystream.adapters.dynamodb_store in Lambda, a fake in tests).
+Each write is one all-or-nothing transaction: the new event items, each only if absent, plus the
+projection, only if its `last_sequence` is the one the writer read. So two writers can never both
+append sequence N: DynamoDB cancels one of the transactions and that writer gets ConcurrentAppendError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from paystream.models import PaymentEvent, Projection
+
+PROJECTION_SK = "PROJECTION"
+_CONFLICT_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
+
+
+def partition_key(transaction_id: str) -> str:
+    return f"TXN#{transaction_id}"
+
+
+def event_sort_key(sequence: int) -> str:
+    return f"EVENT#{sequence:010d}"
+
+
+@dataclass(frozen=True)
+class ConditionalPut:
+    item: dict[str, Any]
+    condition: str
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+class TransactionCancelled(Exception):
+    """The table cancelled a transaction; `reasons` has one code per item ("None" for items that were fine)."""
+
+    def __init__(self, reasons: list[str]):
+        super().__init__(f"transaction cancelled: {reasons}")
+        self.reasons = reasons
+
+
+class TransactionsTable(Protocol):
+    def transact_put(self, puts: Sequence[ConditionalPut], token: str | None = None) -> None:
+        """Write all or none; raise TransactionCancelled when the table cancels, EventStoreError on other failures."""
+
+    def query_partition(self, pk: str) -> list[dict[str, Any]]:
+        """Every item under `pk`, sorted by sk, read consistently."""
+
+    def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
+        """One item, read consistently."""
+
+
+class EventStoreError(Exception):
+    """The table failed for a reason other than a concurrent writer (throttling, validation, network…)."""
+
+
+class ConcurrentAppendError(EventStoreError):
+    """Another writer appended first: reload, decide again, and retry (or give up if nothing is left to do)."""
+
+
+class PaymentExistsError(ConcurrentAppendError):
+    """A payment with this transaction id is already stored."""
+
+
+class PaymentNotFound(EventStoreError, LookupError):
+    pass
+
+
+def event_item(event: PaymentEvent) -> dict[str, Any]:
+    return {
+        "pk": partition_key(event.transaction_id),
+        "sk": event_sort_key(event.sequence),
+        "item_type": "event",
+        **event.model_dump(mode="json"),
+    }
+
+
+def projection_item(projection: Projection) -> dict[str, Any]:
+    return {
+        "pk": partition_key(projection.transaction_id),
+        "sk": PROJECTION_SK,
+        "item_type": "projection",
+        **projection.model_dump(mode="json", exclude_none=True),
+        # Keys of the sparse GSIs by-customer and by-status (sort key: created_at).
+        "customer_pk": f"CUSTOMER#{projection.customer_id}",
+        "status_pk": f"STATUS#{projection.status.value}",
+    }
+
+
+class EventStore:
+    def __init__(self, table: TransactionsTable):
+        self._table = table
+
+    def create(self, projection: Projection, first_event: PaymentEvent, *later_events: PaymentEvent) -> None:
+        """Store a new payment: its first event(s) and projection, in one round trip."""
+        events = [first_event, *later_events]
+        _check_write(projection, 0, events)
+        puts = [ConditionalPut(event_item(e), "attribute_not_exists(pk)") for e in events]
+        puts.append(ConditionalPut(projection_item(projection), "attribute_not_exists(pk)"))
+        try:
+            self._table.transact_put(puts, token=first_event.event_id)
+        except TransactionCancelled as exc:
+            raise _cancelled(exc, PaymentExistsError(f"payment {projection.transaction_id} already exists")) from exc
+
+    def append(
+        self,
+        transaction_id: str,
+        expected_last_sequence: int,
+        events: Sequence[PaymentEvent],
+        new_projection: Projection,
+    ) -> None:
+        """Append events after `expected_last_sequence` and replace the projection, in one round trip.
+
+        With no events it only replaces the projection, still guarded by `expected_last_sequence`
+        (what a projection rebuild writes)."""
+        if new_projection.transaction_id != transaction_id:
+            raise ValueError(f"projection of {new_projection.transaction_id} passed for {transaction_id}")
+        _check_write(new_projection, expected_last_sequence, events)
+        puts = [ConditionalPut(event_item(e), "attribute_not_exists(pk)") for e in events]
+        puts.append(
+            ConditionalPut(
+                projection_item(new_projection), "last_sequence = :expected", {":expected": expected_last_sequence}
+            )
+        )
+        try:
+            self._table.transact_put(puts, token=events[0].event_id if events else None)
+        except TransactionCancelled as exc:
+            raise _cancelled(
+                exc,
+                ConcurrentAppendError(
+                    f"payment {transaction_id} is no longer at sequence {expected_last_sequence} (or does not exist)"
+                ),
+            ) from exc
+
+    def load(self, transaction_id: str) -> tuple[Projection, list[PaymentEvent]]:
+        """The projection and all events (in sequence order) of a payment, with one consistent Query."""
+        projection, events = None, []
+        for item in self._table.query_partition(partition_key(transaction_id)):
+            if item.get("item_type") == "event":
+                events.append(PaymentEvent.model_validate(item))
+            elif item.get("sk") == PROJECTION_SK:
+                projection = Projection.model_validate(item)
+        if projection is None:
+            raise PaymentNotFound(f"no payment {transaction_id}")
+        return projection, events
+
+    def get_projection(self, transaction_id: str) -> Projection | None:
+        item = self._table.get_item(partition_key(transaction_id), PROJECTION_SK)
+        return None if item is None else Projection.model_validate(item)
+
+
+def _check_write(projection: Projection, expected_last_sequence: int, events: Sequence[PaymentEvent]) -> None:
+    """Reject a write that would store a gap, a stray event or a projection that does not match its events."""
+    for offset, event in enumerate(events, start=1):
+        if event.transaction_id != projection.transaction_id:
+            raise ValueError(f"event {event.event_id} belongs to {event.transaction_id}, not {projection.transaction_id}")
+        if event.sequence != expected_last_sequence + offset:
+            raise ValueError(
+                f"event sequences must continue from {expected_last_sequence} without gaps; got {[e.sequence for e in events]}"
+            )
+    last_sequence = expected_last_sequence + len(events)
+    if projection.last_sequence != last_sequence:
+        raise ValueError(f"projection says last_sequence {projection.last_sequence}, the write ends at {last_sequence}")
+    if events and projection.based_on_event_id != events[-1].event_id:
+        raise ValueError("projection.based_on_event_id must be the id of the last event written")
+
+
+def _cancelled(exc: TransactionCancelled, conflict: ConcurrentAppendError) -> EventStoreError:
+    if _CONFLICT_REASONS & set(exc.reasons):
+        return conflict
+    return EventStoreError(f"the transactions table cancelled the write: {exc.reasons}")
