@@ -376,3 +376,43 @@ def test_a_taken_port_is_one_line_saying_what_to_do(emulator_endpoint):
     assert result.stderr == (
         f"emulator: 127.0.0.1:{port} is already in use — stop what holds it (make local-down) or choose another port\n"
     )
+
+
+def test_concurrent_conditional_transactions_have_exactly_one_winner(aws):
+    # A's event store relies on this: two writers can never both append sequence N.
+    import threading
+    import uuid
+
+    ddb = aws("dynamodb")
+    table = f"race-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}])
+    for round_no in range(20):
+        pk = f"TXN#{round_no}"
+        winners: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def writer(name: str) -> None:
+            barrier.wait()
+            try:
+                ddb.transact_write_items(TransactItems=[
+                    {"Put": {"TableName": table, "Item": {"pk": {"S": pk}, "sk": {"S": "EVENT#1"}, "by": {"S": name}},
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                    {"Put": {"TableName": table, "Item": {"pk": {"S": pk}, "sk": {"S": "PROJECTION"}, "by": {"S": name}},
+                             "ConditionExpression": "attribute_not_exists(pk)"}},
+                ])
+                winners.append(name)
+            except ddb.exceptions.TransactionCanceledException:
+                pass
+
+        threads = [threading.Thread(target=writer, args=(f"w{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        items = ddb.query(TableName=table, KeyConditionExpression="pk = :p",
+                          ExpressionAttributeValues={":p": {"S": pk}}, ConsistentRead=True)["Items"]
+        assert len(winners) == 1, f"round {round_no}: {winners}"
+        assert {i["by"]["S"] for i in items} == set(winners) and len(items) == 2

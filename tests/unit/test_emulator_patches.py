@@ -14,7 +14,9 @@ import moto
 import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
-from moto.dynamodb.models import dynamodb_backends
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
+from moto.dynamodb.responses import DynamoHandler
+from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
 from moto.events.utils import EventTemplateParser
 from moto.kinesis.models import Stream
@@ -32,6 +34,8 @@ PATCHED_ATTRIBUTES = [
     (Queue, "BASE_ATTRIBUTES"),
     (Queue, "redrive_allow_policy"),
     (EventTemplateParser, "parse"),
+    (DynamoHandler, "call_action"),
+    (DynamoDBStreamsHandler, "call_action"),
 ]
 _MISSING = object()
 
@@ -230,3 +234,31 @@ def test_apply_patches_is_idempotent(patched):
     assert Queue.__dict__["attributes"] is attributes
     assert patches.UPSTREAM == upstream
     assert patches.UPSTREAM["Queue.attributes"] is not attributes
+
+
+def test_upstream_transactions_still_roll_back_by_restoring_a_table_copy_without_a_lock():
+    # The shape serialize_dynamodb_requests() guards against: no lock, whole-table copy put back on failure.
+    import inspect
+
+    source = inspect.getsource(DynamoDBBackend.transact_write_items)
+    assert "original_table_state" in source and "deepcopy" in source
+    assert "lock" not in source.lower()
+    assert "call_action" in DynamoHandler.__dict__ and "call_action" not in DynamoDBStreamsHandler.__dict__
+
+
+def test_patched_dynamodb_requests_hold_one_lock(patched, monkeypatch):
+    seen = []
+
+    def transact(self, transact_items):
+        # The lock is held by this thread while the backend works (RLock: re-entrant, so acquire succeeds here
+        # only because we own it; another thread's acquire would block).
+        seen.append(patches.DYNAMODB_LOCK._is_owned())
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name=REGION)
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        client.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}])
+    assert seen == [True]

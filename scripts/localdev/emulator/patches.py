@@ -8,6 +8,7 @@ tests/integration/test_emulator.py against the running server.
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 _applied = False
@@ -133,6 +134,32 @@ def expose_sqs_redrive_allow_policy() -> None:
     Queue.redrive_allow_policy = None  # type: ignore[attr-defined]
 
 
+DYNAMODB_LOCK = threading.RLock()
+
+
+def serialize_dynamodb_requests() -> None:
+    """Run DynamoDB (and DynamoDB Streams) requests one at a time, so transactions are atomic as in AWS.
+
+    moto's TransactWriteItems takes no lock: it checks every condition, writes, and on failure puts
+    back a copy of the whole table. Under concurrent requests two writers can both pass a
+    condition (two appends of one sequence number), one writer's rollback can erase another's
+    committed write, and iterating a table that another request changes raises RuntimeError.
+    DynamoDB serialises conflicting transactions; one lock around each request does the same here.
+    """
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
+
+    for handler in (DynamoHandler, DynamoDBStreamsHandler):
+        upstream = handler.call_action
+        UPSTREAM[f"{handler.__name__}.call_action"] = upstream
+
+        def call_action(self, _upstream=upstream):
+            with DYNAMODB_LOCK:
+                return _upstream(self)
+
+        handler.call_action = call_action  # type: ignore[method-assign]
+
+
 def apply_patches() -> None:
     """Apply every patch once per process (later calls do nothing)."""
     global _applied
@@ -142,4 +169,5 @@ def apply_patches() -> None:
     deliver_full_eventbridge_envelope()
     compact_sqs_json_attributes()
     expose_sqs_redrive_allow_policy()
+    serialize_dynamodb_requests()
     _applied = True
