@@ -1,0 +1,35 @@
+"""GET /payments/{transaction_id} — the payment's projection and its event list (DESIGN.md §2)."""
+
+from __future__ import annotations
+
+import boto3
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+
+from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
+from paystream.config import Settings
+from paystream.store import EventStore, PaymentNotFound
+
+logger = Logger()
+app = APIGatewayRestResolver()
+settings = Settings.from_env()
+store = EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table))
+MAX_TRANSACTION_ID_LENGTH = 64
+
+
+@app.get("/payments/<transaction_id>")
+def get_payment(transaction_id: str) -> Response:
+    logger.append_keys(transaction_id=transaction_id)
+    if len(transaction_id) > MAX_TRANSACTION_ID_LENGTH:
+        return Response(404, content_types.APPLICATION_JSON, {"error": "not_found", "message": "no such payment"})
+    try:
+        projection, events = store.load(transaction_id)
+    except PaymentNotFound:
+        return Response(404, content_types.APPLICATION_JSON,
+                        {"error": "not_found", "message": f"no payment {transaction_id}"})
+    return Response(200, content_types.APPLICATION_JSON, projection.to_api(events))
+
+
+@logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+def handler(event, context):
+    return app.resolve(event, context)

@@ -1,0 +1,243 @@
+"""POST /payments and GET /payments/{id} through API Gateway events, on in-process moto with a fake Stripe."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from paystream.adapters.stripe_gateway import PaymentProviderError
+
+LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
+REGION = "us-east-1"
+
+
+class Context:
+    function_name = "initiate_payment"
+    memory_limit_in_mb = 256
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:initiate_payment"
+    aws_request_id = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
+
+class FakeStripe:
+    """Records calls; answers like Stripe for the configured outcome."""
+
+    def __init__(self):
+        self.calls: list[dict] = []
+        self.outcome = "succeeded"
+        self.intents: dict[str, dict] = {}
+        self.during_call = None
+
+    def create_and_confirm_payment_intent(self, **kwargs):
+        self.calls.append(kwargs)
+        if self.during_call:
+            self.during_call()
+        if self.outcome == "unavailable":
+            raise PaymentProviderError("unavailable", retryable=True, unavailable=True, message="connection refused")
+        if self.outcome == "declined":
+            raise PaymentProviderError("card_declined", retryable=False, message="Your card was declined.",
+                                       code="card_declined", decline_code="generic_decline",
+                                       payment_intent={"id": "pi_declined", "status": "requires_payment_method"})
+        key = kwargs["idempotency_key"]
+        intent = self.intents.setdefault(key, {"id": f"pi_{len(self.intents) + 1}", "status": self.outcome,
+                                                "client_secret": f"pi_{len(self.intents) + 1}_secret_x",
+                                                "amount": kwargs["amount"]})
+        return intent
+
+    def retrieve_payment_intent(self, payment_intent_id):
+        return next(i for i in self.intents.values() if i["id"] == payment_intent_id)
+
+
+def load(name: str, module_name: str):
+    spec = importlib.util.spec_from_file_location(module_name, LAMBDAS / name / "handler.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def api(monkeypatch):
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.create_table(
+            TableName="transactions", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
+        )
+        ddb.create_table(
+            TableName="idempotency", BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        )
+        queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="parked")["QueueUrl"]
+        for key, value in {
+            "TRANSACTIONS_TABLE": "transactions", "IDEMPOTENCY_TABLE": "idempotency",
+            "STRIPE_API_KEY_SECRET_ID": "stripe-key", "PARKED_QUEUE_URL": queue_url,
+            "BREAKER_FAILURE_THRESHOLD": "2", "BREAKER_CLOSED_CACHE_SECONDS": "0",
+            "POWERTOOLS_SERVICE_NAME": "initiate_payment",
+        }.items():
+            monkeypatch.setenv(key, value)
+        initiate = load("initiate_payment", "initiate_payment_under_test")
+        get = load("get_payment", "get_payment_under_test")
+        stripe = FakeStripe()
+        monkeypatch.setattr(initiate, "_stripe_gateway", lambda: stripe)
+        yield initiate, get, stripe, queue_url
+
+
+def post(module, body, key="key-1", headers=None, api_key_id="apikey-1", raw=None):
+    hdrs = {"Content-Type": "application/json", **({"Idempotency-Key": key} if key is not None else {}), **(headers or {})}
+    event = {
+        "resource": "/payments", "path": "/payments", "httpMethod": "POST", "headers": hdrs,
+        "multiValueHeaders": {k: [v] for k, v in hdrs.items()}, "queryStringParameters": None,
+        "multiValueQueryStringParameters": None, "pathParameters": None, "stageVariables": None,
+        "requestContext": {"resourcePath": "/payments", "httpMethod": "POST", "stage": "v1", "requestId": "r",
+                           "identity": {"sourceIp": "127.0.0.1", "apiKeyId": api_key_id, "apiKey": "secret"}},
+        "body": raw if raw is not None else json.dumps(body), "isBase64Encoded": False,
+    }
+    response = module.handler(event, Context())
+    headers = {**(response.get("headers") or {}),
+               **{k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items()}}
+    return response["statusCode"], json.loads(response["body"]), headers
+
+
+def get_payment(module, transaction_id):
+    event = {
+        "resource": "/payments/{transaction_id}", "path": f"/payments/{transaction_id}", "httpMethod": "GET",
+        "headers": {}, "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+        "pathParameters": {"transaction_id": transaction_id}, "stageVariables": None,
+        "requestContext": {"resourcePath": "/payments/{transaction_id}", "httpMethod": "GET", "stage": "v1",
+                           "requestId": "r", "identity": {"sourceIp": "127.0.0.1"}},
+        "body": None, "isBase64Encoded": False,
+    }
+    response = module.handler(event, Context())
+    return response["statusCode"], json.loads(response["body"])
+
+
+PAYMENT = {"amount": 2500, "currency": "EUR", "customer_id": "cus_1", "payment_method_id": "pm_1", "order_id": "o-1",
+           "metadata": {"cart": "42"}}
+
+
+def test_new_payment_is_created_and_its_history_readable(api):
+    initiate, get, stripe, _ = api
+    status, body, headers = post(initiate, PAYMENT)
+    assert status == 201 and "Idempotent-Replayed" not in headers
+    assert body["status"] == "succeeded" and body["payment_intent_id"] == "pi_1"
+    assert body["client_secret"] == "pi_1_secret_x" and (body["amount"], body["currency"]) == (2500, "eur")
+    assert stripe.calls[0]["idempotency_key"] == f"paystream:{body['transaction_id']}:create"
+    status, payment = get_payment(get, body["transaction_id"])
+    assert status == 200
+    assert [e["type"] for e in payment["events"]] == ["payment.created", "payment.succeeded"]
+    assert payment["status"] == "succeeded" and payment["based_on_event_id"] == payment["events"][-1]["id"]
+
+
+def test_same_key_and_body_replays_the_original_response(api):
+    initiate, _, stripe, _ = api
+    first = post(initiate, PAYMENT)
+    status, body, headers = post(initiate, {**PAYMENT, "currency": "eur"})  # same request, currency in another case
+    assert status == 201 and body == first[1] and headers.get("Idempotent-Replayed") == "true"
+    assert len(stripe.calls) == 1
+
+
+def test_same_key_with_another_body_is_422(api):
+    initiate, _, stripe, _ = api
+    post(initiate, PAYMENT)
+    status, body, _ = post(initiate, {**PAYMENT, "amount": 2600})
+    assert status == 422 and body["error"] == "idempotency_key_reused"
+    assert len(stripe.calls) == 1
+
+
+def test_same_key_while_the_first_request_is_in_flight_is_409(api):
+    initiate, _, stripe, _ = api
+    inner = {}
+    stripe.during_call = lambda: inner.setdefault("answer", post(initiate, PAYMENT))
+    status, _, _ = post(initiate, PAYMENT)
+    assert status == 201
+    assert inner["answer"][0] == 409 and inner["answer"][1]["error"] == "request_in_progress"
+
+
+def test_keys_are_per_api_key(api):
+    initiate, _, stripe, _ = api
+    a = post(initiate, PAYMENT, api_key_id="client-a")[1]
+    b = post(initiate, PAYMENT, api_key_id="client-b")[1]
+    assert a["transaction_id"] != b["transaction_id"] and len(stripe.calls) == 2
+
+
+def test_provider_unavailable_parks_the_payment_with_202(api):
+    initiate, get, stripe, queue_url = api
+    stripe.outcome = "unavailable"
+    status, body, _ = post(initiate, PAYMENT)
+    assert status == 202 and body["status"] == "queued" and body["payment_intent_id"] is None
+    messages = boto3.client("sqs", region_name=REGION).receive_message(QueueUrl=queue_url)["Messages"]
+    assert json.loads(messages[0]["Body"]) == {"transaction_id": body["transaction_id"]}
+    assert [e["type"] for e in get_payment(get, body["transaction_id"])[1]["events"]] == ["payment.created", "payment.queued"]
+
+
+def test_open_breaker_parks_without_calling_stripe(api):
+    initiate, _, stripe, _ = api
+    stripe.outcome = "unavailable"
+    post(initiate, PAYMENT, key="a")
+    post(initiate, PAYMENT, key="b")  # threshold 2: the breaker opens
+    calls = len(stripe.calls)
+    status, body, _ = post(initiate, PAYMENT, key="c")
+    assert status == 202 and body["status"] == "queued" and len(stripe.calls) == calls
+
+
+def test_declined_card_is_recorded_as_a_failed_payment(api):
+    initiate, get, stripe, _ = api
+    stripe.outcome = "declined"
+    status, body, _ = post(initiate, PAYMENT)
+    assert status == 201 and body["status"] == "failed" and body["payment_intent_id"] == "pi_declined"
+    payment = get_payment(get, body["transaction_id"])[1]
+    assert payment["failure_code"] == "generic_decline"
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"key": None}, "Idempotency-Key"),
+        ({"key": ""}, "Idempotency-Key"),
+        ({"key": "k" * 256}, "Idempotency-Key"),
+        ({"raw": "{not json"}, "body"),
+        ({"raw": ""}, "body"),
+        ({"headers": {"Content-Type": "text/plain"}}, "Content-Type"),
+        ({"body": {**PAYMENT, "amount": 0}}, "amount"),
+        ({"body": {**PAYMENT, "amount": "10"}}, "amount"),
+        ({"body": {**PAYMENT, "currency": "xyz"}}, "currency"),
+        ({"body": {k: v for k, v in PAYMENT.items() if k != "order_id"}}, "order_id"),
+        ({"body": [1, 2]}, "body"),
+    ],
+)
+def test_bad_requests_are_400_with_the_field_and_nothing_is_charged(api, kwargs, field):
+    initiate, _, stripe, _ = api
+    body = kwargs.pop("body", PAYMENT)
+    status, answer, _ = post(initiate, body, **kwargs)
+    assert status == 400 and answer["error"] == "validation_error"
+    assert field in [d["field"] for d in answer["details"]]
+    assert stripe.calls == []
+
+
+def test_body_over_64_kib_is_413(api):
+    initiate, _, stripe, _ = api
+    status, answer, _ = post(initiate, {**PAYMENT, "description": "x" * (64 * 1024)})
+    assert status == 413 and answer["error"] == "payload_too_large" and stripe.calls == []
+
+
+def test_unicode_and_injection_looking_strings_are_stored_verbatim(api):
+    initiate, get, _, _ = api
+    order_id = "o-💳'; DROP TABLE payments;--<script>"
+    body = post(initiate, {**PAYMENT, "order_id": order_id})[1]
+    assert get_payment(get, body["transaction_id"])[1]["order_id"] == order_id
+
+
+def test_unknown_payment_is_404(api):
+    _, get, _, _ = api
+    status, body = get_payment(get, "00000000-0000-0000-0000-000000000000")
+    assert status == 404 and body["error"] == "not_found"
