@@ -121,9 +121,12 @@ def create_payment() -> Response:
     except IdempotencyValidationError:
         return _json(422, {"error": "idempotency_key_reused",
                            "message": "this Idempotency-Key was used with a different request body: use a new key"})
-    headers = {"Idempotent-Replayed": "true"} if outcome.get("replayed") else None
-    logger.info("payment initiated", extra={"status": outcome["body"]["status"], "replayed": bool(headers)})
-    return _json(outcome["status_code"], outcome["body"], headers)
+    if outcome.get("replayed"):
+        # DESIGN.md §2: the same key and body again answer 200 with the original response body.
+        logger.info("payment request replayed", extra={"status": outcome["body"]["status"]})
+        return _json(200, outcome["body"], {"Idempotent-Replayed": "true"})
+    logger.info("payment initiated", extra={"status": outcome["body"]["status"]})
+    return _json(outcome["status_code"], outcome["body"])
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")

@@ -87,5 +87,7 @@ def test_make_demo_follows_a_payment_through_the_running_stack(stack_state_dir):
     result = run_localdev("demo", "--state-dir", str(stack_state_dir), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bringing it up" not in result.stdout  # it used the running stack
-    assert "→ status succeeded" in result.stdout
-    assert "webhook payment_intent.succeeded" in result.stdout and "verified and stored" in result.stdout
+    assert "POST /payments → 201" in result.stdout and "event #1 payment.created" in result.stdout
+    assert "event #2 payment.succeeded" in result.stdout
+    assert "every event published to the bus by the outbox relay" in result.stdout
+    assert "Stripe webhook payment_intent.succeeded" in result.stdout and "verified and stored" in result.stdout

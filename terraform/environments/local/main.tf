@@ -37,11 +37,103 @@ locals {
       routes                = { "POST /webhooks/stripe" = { api_key_required = false } }
       event_source_mappings = {}
     }
+
+    initiate_payment = {
+      description = "POST /payments: idempotent initiation, event store + one Stripe call, parks when Stripe is down"
+      handler     = "handler.handler"
+      memory_size = 512
+      timeout     = 15
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE       = module.data.transactions_table_name
+        IDEMPOTENCY_TABLE        = module.data.idempotency_table_name
+        STRIPE_API_KEY_SECRET_ID = module.secrets.secret_names["stripe_api_key"]
+        STRIPE_API_BASE          = var.stripe_api_base
+        PARKED_QUEUE_URL         = module.queues.queue_urls["parked-payments"]
+        OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
+        POWERTOOLS_SERVICE_NAME  = "initiate_payment"
+        LOG_LEVEL                = "INFO"
+      }
+      iam_statements = [
+        # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,
+        # a retried payment with Query, and breaker transitions are conditional UpdateItem/PutItem.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+        { sid = "ParkPayments", actions = ["sqs:SendMessage"], resources = [module.queues.queue_arns["parked-payments"]] },
+        { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes                = { "POST /payments" = { api_key_required = true } }
+      event_source_mappings = {}
+    }
+
+    get_payment = {
+      description = "GET /payments/{transaction_id}: the projection and its events"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 10
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE      = module.data.transactions_table_name
+        POWERTOOLS_SERVICE_NAME = "get_payment"
+        LOG_LEVEL               = "INFO"
+      }
+      iam_statements = [
+        { sid = "ReadPayments", actions = ["dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "DataKey", actions = ["kms:Decrypt"], resources = [module.kms.key_arn] },
+      ]
+      routes                = { "GET /payments/{transaction_id}" = { api_key_required = true } }
+      event_source_mappings = {}
+    }
+
+    outbox_relay = {
+      description = "Publishes stored events and webhooks from the transactions stream to the bus and the fraud stream"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 60
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE      = module.data.transactions_table_name
+        EVENT_BUS_NAME          = module.event_bus.bus_name
+        FRAUD_STREAM_NAME       = module.streaming.stream_name
+        POWERTOOLS_SERVICE_NAME = "outbox_relay"
+        LOG_LEVEL               = "INFO"
+      }
+      iam_statements = [
+        { sid = "Publish", actions = ["events:PutEvents"], resources = [module.event_bus.bus_arn] },
+        { sid = "FraudStream", actions = ["kinesis:PutRecords"], resources = [module.streaming.stream_arn] },
+        { sid = "MarkRelayed", actions = ["dynamodb:UpdateItem"], resources = [module.data.transactions_table_arn] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      event_source_mappings = {
+        transactions = {
+          event_source_arn  = module.data.transactions_stream_arn
+          starting_position = "TRIM_HORIZON"
+          batch_size        = 100
+          # Only inserted events and webhook inbox items: projections, relay marks and breaker
+          # state changes never reach the relay.
+          filter_patterns = [jsonencode({
+            eventName = ["INSERT"]
+            dynamodb  = { NewImage = { item_type = { S = ["event", "stripe_event"] } } }
+          })]
+          bisect_batch_on_function_error = true
+          maximum_retry_attempts         = 10
+          maximum_record_age_in_seconds  = 86400
+          on_failure_destination_arn     = module.queues.queue_arns["relay-failures"]
+        }
+      }
+    }
   }
 
   # Consumer queues fed by bus rules; each gets its own DLQ.
   queues = {
     process-payment = { visibility_timeout_seconds = 180, max_receive_count = 5 }
+    # Payments accepted while Stripe is unavailable, resumed when the breaker lets a probe through.
+    parked-payments = { visibility_timeout_seconds = 60, max_receive_count = 10 }
+    # The outbox relay's on-failure destination: pointers to stream records it could not publish.
+    relay-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
   }
 
   rules = {
@@ -175,7 +267,10 @@ module "alarms" {
   name_prefix = var.name_prefix
   dead_letter_queues = merge(
     module.queues.dlq_names,
-    { event-bus-targets = module.event_bus.target_dlq_name },
+    {
+      event-bus-targets          = module.event_bus.target_dlq_name
+      relay-failures-destination = module.queues.queue_names["relay-failures"]
+    },
   )
   alarm_action_arns = [module.topics.topic_arns["ops-alerts"]]
   tags              = local.tags
