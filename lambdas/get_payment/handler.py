@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
-from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
+from paystream.adapters.wiring import event_store
 from paystream.config import Settings
-from paystream.store import EventStore, PaymentNotFound
+from paystream.store import PaymentNotFound
 
 logger = Logger()
 app = APIGatewayRestResolver()
 settings = Settings.from_env()
-store = EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table))
+store = event_store(settings)
 MAX_TRANSACTION_ID_LENGTH = 64
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 
-import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
@@ -17,15 +16,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 
-from paystream.adapters.breaker_store import DynamoDBBreakerStore
-from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
-from paystream.adapters.messaging import OpsAlerts, SqsParker
+from paystream.adapters.wiring import payment_service
 from paystream.api import ApiError, caller_identity, idempotency_key, parse_json_body
-from paystream.breaker import CircuitBreaker
 from paystream.config import Settings
 from paystream.models import PaymentRequest
 from paystream.payments import PaymentService, transaction_id_for
-from paystream.store import EventStore
 
 logger = Logger()
 app = APIGatewayRestResolver()
@@ -49,42 +44,7 @@ persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 @functools.cache
 def service() -> PaymentService:
-    """Built on first use; the Stripe client (a heavy import) only when a payment reaches Stripe."""
-    alerts = OpsAlerts(boto3.client("sns"), settings.ops_alerts_topic_arn)
-    breaker = CircuitBreaker(
-        "stripe",
-        DynamoDBBreakerStore(boto3.resource("dynamodb").Table(settings.transactions_table)),
-        failure_threshold=settings.breaker_failure_threshold,
-        window_seconds=settings.breaker_window_seconds,
-        cooldown_seconds=settings.breaker_cooldown_seconds,
-        closed_cache_seconds=settings.breaker_closed_cache_seconds,
-        on_transition=alerts.breaker_transition,
-    )
-    return PaymentService(
-        store=EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table)),
-        gateway=LazyStripeGateway(),
-        breaker=breaker,
-        parker=SqsParker(boto3.client("sqs"), settings.parked_queue_url),
-    )
-
-
-class LazyStripeGateway:
-    """Builds the Stripe gateway (importing stripe, reading the key) the first time it is called."""
-
-    def __getattr__(self, name):
-        return getattr(_stripe_gateway(), name)
-
-
-@functools.cache
-def _stripe_gateway():
-    from paystream.adapters.stripe_gateway import StripeGateway
-
-    return StripeGateway(
-        settings.stripe_api_key(),
-        api_base=settings.stripe_api_base,
-        connect_timeout=settings.stripe_connect_timeout_seconds,
-        read_timeout=settings.stripe_read_timeout_seconds,
-    )
+    return payment_service(settings)
 
 
 @idempotent_function(data_keyword_argument="command", persistence_store=persistence, config=idempotency_config)

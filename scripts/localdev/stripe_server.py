@@ -35,12 +35,35 @@ def disable_disk_persistence() -> None:
     resources.Store.try_load_from_disk = lambda self: None
 
 
-async def _health(request, handler):
-    if request.path == HEALTH_PATH:
-        from aiohttp import web
+OUTAGE_PATH = "/_localdev/outage"
+# A simulated Stripe outage (fault injection for the local stack): while on, the API answers 503.
+_OUTAGE = {"down": False}
 
-        return web.json_response({"status": "ok", "instance_id": INSTANCE_ID, "persistence": False})
+
+async def _health(request, handler):
+    from aiohttp import web
+
+    if request.path == HEALTH_PATH:
+        return web.json_response({"status": "ok", "instance_id": INSTANCE_ID, "persistence": False,
+                                  "outage": _OUTAGE["down"]})
+    if request.path == OUTAGE_PATH and request.method == "POST":
+        body = await request.json() if request.can_read_body else {}
+        _OUTAGE["down"] = bool(body.get("down"))
+        return web.json_response({"outage": _OUTAGE["down"]})
+    if _OUTAGE["down"] and request.path.startswith("/v1/"):
+        return web.json_response(
+            {"error": {"type": "api_error", "message": "Stripe is unavailable (simulated outage: POST "
+                       f"{OUTAGE_PATH} {{\"down\": false}} ends it)"}}, status=503)
     return await handler(request)
+
+
+def set_outage(stripe_api_base: str, down: bool, timeout: float = 5) -> None:
+    """Start or end a simulated Stripe outage on a running launcher."""
+    request = urllib.request.Request(f"{stripe_api_base.rstrip('/')}{OUTAGE_PATH}", method="POST",
+                                     data=json.dumps({"down": down}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        resp.read()
 
 
 def accept_stripe_fields_the_platform_sends() -> None:

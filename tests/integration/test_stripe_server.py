@@ -177,3 +177,17 @@ def test_idempotency_keys_are_honoured_as_by_stripe(start_stripe):
     assert len(client.v1.payment_intents.list().data) == 2
     with pytest.raises(stripe.IdempotencyError):
         client.v1.payment_intents.create(params={"amount": 701, "currency": "eur"}, options={"idempotency_key": "key-1"})
+
+
+def test_a_simulated_outage_answers_503_until_it_ends(start_stripe):
+    from localdev.stripe_server import set_outage
+
+    base, _ = start_stripe()
+    client = _client(base)
+    set_outage(base, True)
+    with pytest.raises(stripe.APIError) as error:
+        client.v1.payment_intents.create(params={"amount": 100, "currency": "eur"})
+    assert error.value.http_status == 503
+    assert is_healthy(base)  # the health check still answers during the outage
+    set_outage(base, False)
+    assert client.v1.payment_intents.create(params={"amount": 100, "currency": "eur"}).amount == 100

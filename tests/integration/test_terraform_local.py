@@ -64,9 +64,13 @@ def test_outputs_name_everything_the_stack_needs(stack):
     assert out["region"] == "us-east-1"
     assert out["api_stage"] == "v1"
     assert out["bus_name"] == BUS
-    assert out["function_names"] == {"stripe_webhook": f"{PREFIX}-stripe-webhook"}
-    assert set(out["queue_urls"]) == {"process-payment"}
-    assert set(out["dlq_urls"]) == {"process-payment", "event-bus-targets"}
+    assert out["function_names"] == {
+        name: f"{PREFIX}-{name.replace('_', '-')}"
+        for name in ("stripe_webhook", "initiate_payment", "get_payment", "outbox_relay", "resume_payments")
+    }
+    assert set(out["queue_urls"]) == {"process-payment", "parked-payments", "relay-failures"}
+    assert set(out["dlq_urls"]) == {
+        "process-payment", "parked-payments", "relay-failures", "event-bus-targets", "relay-failures-destination"}
     assert set(out["table_names"]) == {"transactions", "idempotency"}
     assert set(out["topic_arns"]) == {"payment-notifications", "fraud-alerts", "ops-alerts"}
     assert out["secret_ids"] == {

@@ -11,7 +11,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from paystream.adapters import stripe_gateway
 from paystream.adapters.stripe_gateway import PaymentProviderError
+from paystream.store import EventStore
 
 LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 REGION = "us-east-1"
@@ -78,6 +80,8 @@ def api(monkeypatch):
             AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
         )
         queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="parked")["QueueUrl"]
+        boto3.client("secretsmanager", region_name=REGION).create_secret(
+            Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_unit"}))
         for key, value in {
             "TRANSACTIONS_TABLE": "transactions", "IDEMPOTENCY_TABLE": "idempotency",
             "STRIPE_API_KEY_SECRET_ID": "stripe-key", "PARKED_QUEUE_URL": queue_url,
@@ -85,10 +89,12 @@ def api(monkeypatch):
             "POWERTOOLS_SERVICE_NAME": "initiate_payment",
         }.items():
             monkeypatch.setenv(key, value)
+        stripe = FakeStripe()
+        built_with = []
+        monkeypatch.setattr(stripe_gateway, "StripeGateway", lambda api_key, **kw: built_with.append(api_key) or stripe)
         initiate = load("initiate_payment", "initiate_payment_under_test")
         get = load("get_payment", "get_payment_under_test")
-        stripe = FakeStripe()
-        monkeypatch.setattr(initiate, "_stripe_gateway", lambda: stripe)
+        stripe.built_with = built_with
         yield initiate, get, stripe, queue_url
 
 
@@ -132,6 +138,7 @@ def test_new_payment_is_created_and_its_history_readable(api):
     assert body["status"] == "succeeded" and body["payment_intent_id"] == "pi_1"
     assert body["client_secret"] == "pi_1_secret_x" and (body["amount"], body["currency"]) == (2500, "eur")
     assert stripe.calls[0]["idempotency_key"] == f"paystream:{body['transaction_id']}:create"
+    assert stripe.built_with == ["sk_test_unit"]  # the key came from Secrets Manager
     status, payment = get_payment(get, body["transaction_id"])
     assert status == 200
     assert [e["type"] for e in payment["events"]] == ["payment.created", "payment.succeeded"]
@@ -242,3 +249,63 @@ def test_unknown_payment_is_404(api):
     _, get, _, _ = api
     status, body = get_payment(get, "00000000-0000-0000-0000-000000000000")
     assert status == 404 and body["error"] == "not_found"
+
+
+def test_a_crash_between_the_stripe_call_and_the_append_then_a_retry_makes_one_payment_intent(api, monkeypatch):
+    initiate, get, stripe, _ = api
+    upstream_append = EventStore.append
+    crashes = [1]
+
+    def crash_once(self, *args, **kwargs):
+        if crashes:
+            crashes.pop()
+            raise RuntimeError("injected crash after the Stripe call")
+        return upstream_append(self, *args, **kwargs)
+
+    monkeypatch.setattr(EventStore, "append", crash_once)
+    with pytest.raises(RuntimeError, match="injected crash"):
+        post(initiate, PAYMENT)
+    status, body, _ = post(initiate, PAYMENT)
+    assert status == 201 and body["status"] == "succeeded"
+    assert len(stripe.calls) == 2 and len(stripe.intents) == 1  # same Stripe idempotency key both times
+    assert [e["type"] for e in get_payment(get, body["transaction_id"])[1]["events"]] == [
+        "payment.created", "payment.succeeded"]
+
+
+def sqs_event(queue_url: str) -> dict:
+    sqs = boto3.client("sqs", region_name=REGION)
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])["Messages"]
+    return {"Records": [{
+        "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+        "attributes": {"ApproximateReceiveCount": m["Attributes"]["ApproximateReceiveCount"],
+                       "SentTimestamp": m["Attributes"]["SentTimestamp"], "SenderId": "x",
+                       "ApproximateFirstReceiveTimestamp": m["Attributes"]["SentTimestamp"]},
+        "messageAttributes": {}, "md5OfBody": m["MD5OfBody"], "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:parked", "awsRegion": REGION,
+    } for m in messages]}
+
+
+def test_a_parked_payment_is_resumed_once_stripe_is_back(api):
+    initiate, get, stripe, queue_url = api
+    stripe.outcome = "unavailable"
+    parked = post(initiate, PAYMENT)[1]
+    resume = load("resume_payments", "resume_payments_under_test")
+    stripe.outcome = "succeeded"
+    assert resume.handler(sqs_event(queue_url), Context()) == {"batchItemFailures": []}
+    payment = get_payment(get, parked["transaction_id"])[1]
+    assert payment["status"] == "succeeded"
+    assert [e["type"] for e in payment["events"]] == ["payment.created", "payment.queued", "payment.succeeded"]
+
+
+def test_a_parked_payment_waits_with_backoff_while_the_breaker_is_open(api):
+    initiate, get, stripe, queue_url = api
+    stripe.outcome = "unavailable"
+    parked = [post(initiate, PAYMENT, key=k)[1] for k in ("a", "b")]  # threshold 2: open
+    resume = load("resume_payments", "resume_payments_under_test")
+    calls = len(stripe.calls)
+    event = sqs_event(queue_url)
+    result = resume.handler(event, Context())
+    assert sorted(f["itemIdentifier"] for f in result["batchItemFailures"]) == sorted(r["messageId"] for r in event["Records"])
+    assert len(stripe.calls) == calls  # no Stripe call while open
+    assert {get_payment(get, p["transaction_id"])[1]["status"] for p in parked} == {"queued"}
+    assert resume.backoff_seconds(1) == 5 and resume.backoff_seconds(3) == 20 and resume.backoff_seconds(20) == 900

@@ -13,6 +13,14 @@ locals {
     deps = "${local.artifacts_dir}/layers/deps.zip"
   }
 
+  # The Stripe circuit breaker is shared state: every function that calls Stripe reads it the same way.
+  # Locally it reopens for a probe after 5 s, so an outage drill does not wait half a minute.
+  breaker_environment = {
+    BREAKER_FAILURE_THRESHOLD = "5"
+    BREAKER_WINDOW_SECONDS    = "60"
+    BREAKER_COOLDOWN_SECONDS  = "5"
+  }
+
   # One entry per Lambda function; routes and event sources hang off the function that serves them.
   functions = {
     stripe_webhook = {
@@ -44,7 +52,7 @@ locals {
       memory_size = 512
       timeout     = 15
       layers      = ["core", "deps"]
-      environment = {
+      environment = merge(local.breaker_environment, {
         TRANSACTIONS_TABLE       = module.data.transactions_table_name
         IDEMPOTENCY_TABLE        = module.data.idempotency_table_name
         STRIPE_API_KEY_SECRET_ID = module.secrets.secret_names["stripe_api_key"]
@@ -53,7 +61,7 @@ locals {
         OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
         POWERTOOLS_SERVICE_NAME  = "initiate_payment"
         LOG_LEVEL                = "INFO"
-      }
+      })
       iam_statements = [
         # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,
         # a retried payment with Query, and breaker transitions are conditional UpdateItem/PutItem.
@@ -66,6 +74,38 @@ locals {
       ]
       routes                = { "POST /payments" = { api_key_required = true } }
       event_source_mappings = {}
+    }
+
+    resume_payments = {
+      description = "Resumes parked payments when the Stripe circuit breaker lets calls through (with backoff)"
+      handler     = "handler.handler"
+      memory_size = 512
+      timeout     = 30
+      layers      = ["core", "deps"]
+      environment = merge(local.breaker_environment, {
+        TRANSACTIONS_TABLE          = module.data.transactions_table_name
+        STRIPE_API_KEY_SECRET_ID    = module.secrets.secret_names["stripe_api_key"]
+        STRIPE_API_BASE             = var.stripe_api_base
+        PARKED_QUEUE_URL            = module.queues.queue_urls["parked-payments"]
+        OPS_ALERTS_TOPIC_ARN        = module.topics.topic_arns["ops-alerts"]
+        RESUME_BACKOFF_BASE_SECONDS = "2"
+        POWERTOOLS_SERVICE_NAME     = "resume_payments"
+        LOG_LEVEL                   = "INFO"
+      })
+      iam_statements = [
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+        { sid = "Backoff", actions = ["sqs:ChangeMessageVisibility"], resources = [module.queues.queue_arns["parked-payments"]] },
+        { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      event_source_mappings = {
+        parked = {
+          event_source_arn = module.queues.queue_arns["parked-payments"]
+          batch_size       = 10
+        }
+      }
     }
 
     get_payment = {

@@ -31,8 +31,11 @@ output "queue_urls" {
 }
 
 output "dlq_urls" {
-  description = "URL of every dead-letter queue: consumer DLQs by queue name, plus event-bus-targets."
-  value       = merge(module.queues.dlq_urls, { event-bus-targets = module.event_bus.target_dlq_url })
+  description = "URL of every dead-letter queue: consumer DLQs by queue name, event-bus-targets, and the outbox relay's on-failure destination."
+  value = merge(module.queues.dlq_urls, {
+    event-bus-targets          = module.event_bus.target_dlq_url
+    relay-failures-destination = module.queues.queue_urls["relay-failures"]
+  })
 }
 
 output "table_names" {

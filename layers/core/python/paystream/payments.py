@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from paystream.models import PaymentRequest, Projection, Status
 from paystream.states import apply, created_event, decide, next_event
-from paystream.store import ConcurrentAppendError, EventStore, PaymentExistsError
+from paystream.store import ConcurrentAppendError, EventStore, PaymentExistsError, PaymentNotFound
 
 TRANSACTION_NAMESPACE = uuid.UUID("6f1d8f3e-3c8a-4f57-9a43-0b8d6c1f2e90")
 MAX_APPEND_ATTEMPTS = 3
@@ -50,6 +50,10 @@ class Breaker(Protocol):
 class Parker(Protocol):
     def park(self, transaction_id: str) -> None:
         """Hand a queued payment to the parked-payments queue, to be resumed when Stripe is back."""
+
+
+class ProviderUnavailable(Exception):
+    """Stripe cannot be called now (breaker open, or unreachable): try the parked payment later."""
 
 
 @dataclass(frozen=True)
@@ -104,22 +108,45 @@ class PaymentService:
             projection, _ = self._store.load(transaction_id)
             if projection.payment_intent_id or projection.status != Status.CREATED:
                 return self._existing(projection)
+        return self._charge(projection, permit, park_when_unavailable=True)
+
+    def resume(self, transaction_id: str) -> InitiateResult:
+        """Take a parked payment to Stripe once the breaker lets a call through.
+
+        Raises ProviderUnavailable while the breaker is open or Stripe is still unreachable (the
+        parked message is retried later); a payment no longer queued is left as it is.
+        """
+        projection = self._store.get_projection(transaction_id)
+        if projection is None:
+            raise PaymentNotFound(f"no payment {transaction_id}")
+        if projection.status != Status.QUEUED:
+            return InitiateResult(200, _response(projection, None))  # resumed already (a duplicate message)
+        permit = self._breaker.allow()
+        if permit is None:
+            raise ProviderUnavailable("circuit breaker open")
+        return self._charge(projection, permit, park_when_unavailable=False)
+
+    def _charge(self, projection: Projection, permit: Any, *, park_when_unavailable: bool) -> InitiateResult:
+        """The one Stripe call (keyed by the transaction id), then the event that records its answer."""
         from paystream.adapters.stripe_gateway import PaymentProviderError
 
+        transaction_id = projection.transaction_id
         try:
             intent = self._gateway.create_and_confirm_payment_intent(
                 transaction_id=transaction_id,
-                amount=request.amount,
-                currency=request.currency,
-                customer_id=request.customer_id,
-                payment_method_id=request.payment_method_id,
-                description=request.description,
-                metadata={"order_id": request.order_id},
+                amount=projection.amount,
+                currency=projection.currency,
+                customer_id=projection.customer_id,
+                payment_method_id=projection.payment_method_id,
+                description=projection.description,
+                metadata={"order_id": projection.order_id},
                 idempotency_key=stripe_idempotency_key(transaction_id),
             )
         except PaymentProviderError as error:
             if error.unavailable:
                 self._breaker.record_failure(permit)
+                if not park_when_unavailable:
+                    raise ProviderUnavailable(error.message) from error
                 return self._park(projection, f"payment provider unavailable: {error.message}")
             self._breaker.record_success(permit)  # Stripe answered: the provider is up
             return self._record_failure(projection, error)

@@ -1,0 +1,60 @@
+"""Builds the payment service from settings: the one place that connects the core to AWS and Stripe."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+
+from paystream.adapters.breaker_store import DynamoDBBreakerStore
+from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
+from paystream.adapters.messaging import OpsAlerts, SqsParker
+from paystream.breaker import CircuitBreaker
+from paystream.config import Settings
+from paystream.payments import PaymentService
+from paystream.store import EventStore
+
+
+class LazyStripeGateway:
+    """The Stripe gateway, built (importing stripe, reading the key) only when first called."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+
+    @functools.cached_property
+    def _gateway(self) -> Any:
+        from paystream.adapters import stripe_gateway
+
+        return stripe_gateway.StripeGateway(
+            self._settings.stripe_api_key(),
+            api_base=self._settings.stripe_api_base,
+            connect_timeout=self._settings.stripe_connect_timeout_seconds,
+            read_timeout=self._settings.stripe_read_timeout_seconds,
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gateway, name)
+
+
+def event_store(settings: Settings) -> EventStore:
+    return EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table))
+
+
+def payment_service(settings: Settings) -> PaymentService:
+    alerts = OpsAlerts(boto3.client("sns"), settings.ops_alerts_topic_arn)
+    breaker = CircuitBreaker(
+        "stripe",
+        DynamoDBBreakerStore(boto3.resource("dynamodb").Table(settings.transactions_table)),
+        failure_threshold=settings.breaker_failure_threshold,
+        window_seconds=settings.breaker_window_seconds,
+        cooldown_seconds=settings.breaker_cooldown_seconds,
+        closed_cache_seconds=settings.breaker_closed_cache_seconds,
+        on_transition=alerts.breaker_transition,
+    )
+    return PaymentService(
+        store=event_store(settings),
+        gateway=LazyStripeGateway(settings),
+        breaker=breaker,
+        parker=SqsParker(boto3.client("sqs"), settings.parked_queue_url),
+    )
