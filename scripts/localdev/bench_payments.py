@@ -1,0 +1,126 @@
+"""`make bench` (payments part): AWS calls per POST /payments and initiate_payment's cold start.
+
+- `aws_requests_per_post` / `sequential_round_trips_post`: the AWS API calls one warm
+  `POST /payments` makes, counted at botocore (`Endpoint.make_request`, one per API call) while the
+  real handler runs against in-process moto with a Stripe stand-in (the one Stripe call is
+  counted separately). The handler makes its calls one after another, so every call is a
+  sequential round trip.
+- `cold_start_ratio_initiate_payment`: importing the handler module in a fresh interpreter, as a
+  ratio to `import boto3; boto3.client("dynamodb")` measured the same way in the same run (median
+  of several runs each).
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+HANDLER = PROJECT_ROOT / "lambdas" / "initiate_payment" / "handler.py"
+ENV = {
+    "TRANSACTIONS_TABLE": "transactions", "IDEMPOTENCY_TABLE": "idempotency", "STRIPE_API_KEY_SECRET_ID": "stripe-key",
+    "PARKED_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/parked", "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "POWERTOOLS_SERVICE_NAME": "initiate_payment",
+    "BREAKER_CLOSED_CACHE_SECONDS": "2", "POWERTOOLS_LOG_LEVEL": "WARNING",
+}
+
+
+class StripeStandIn:
+    calls = 0
+
+    def create_and_confirm_payment_intent(self, **kwargs):
+        StripeStandIn.calls += 1
+        return {"id": f"pi_{StripeStandIn.calls}", "status": "succeeded", "client_secret": "cs"}
+
+
+def count_post_requests() -> dict:
+    import boto3
+    import botocore.endpoint
+    from moto import mock_aws
+
+    os.environ.update(ENV)
+    counts: collections.Counter[str] = collections.Counter()
+    upstream = botocore.endpoint.Endpoint.make_request
+
+    def counting(self, operation_model, request_dict):
+        counts[f"{operation_model.service_model.service_name}.{operation_model.name}"] += 1
+        return upstream(self, operation_model, request_dict)
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb")
+        ddb.create_table(TableName="transactions", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                               {"AttributeName": "sk", "AttributeType": "S"}])
+        ddb.create_table(TableName="idempotency", BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+        boto3.client("secretsmanager").create_secret(Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_x"}))
+        from paystream.adapters import stripe_gateway
+
+        stripe_gateway.StripeGateway = lambda *a, **k: StripeStandIn()
+        spec = importlib.util.spec_from_file_location("initiate_payment_bench", HANDLER)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+        class Context:
+            function_name, memory_limit_in_mb, aws_request_id = "initiate_payment", 512, "r"
+            invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:initiate_payment"
+
+            def get_remaining_time_in_millis(self):
+                return 10_000
+
+        def post(key: str) -> int:
+            body = json.dumps({"amount": 1000, "currency": "usd", "customer_id": "c", "payment_method_id": "pm",
+                               "order_id": key})
+            event = {"resource": "/payments", "path": "/payments", "httpMethod": "POST",
+                     "headers": {"Content-Type": "application/json", "Idempotency-Key": key},
+                     "multiValueHeaders": {}, "queryStringParameters": None, "multiValueQueryStringParameters": None,
+                     "pathParameters": None, "stageVariables": None, "body": body, "isBase64Encoded": False,
+                     "requestContext": {"resourcePath": "/payments", "httpMethod": "POST", "stage": "v1",
+                                        "requestId": key, "identity": {"sourceIp": "127.0.0.1", "apiKeyId": "k"}}}
+            return module.handler(event, Context())["statusCode"]
+
+        botocore.endpoint.Endpoint.make_request = counting
+        try:
+            assert post("warm-up") == 201  # cold: reads the Stripe key once, then cached
+            counts.clear()
+            StripeStandIn.calls = 0
+            assert post("measured") == 201
+        finally:
+            botocore.endpoint.Endpoint.make_request = upstream
+    total = sum(counts.values())
+    return {"aws_requests_per_post": total, "sequential_round_trips_post": total,
+            "aws_requests_by_operation": dict(sorted(counts.items())), "stripe_calls_per_post": StripeStandIn.calls}
+
+
+def _import_seconds(code: str, env: dict[str, str]) -> float:
+    script = f"import time; t = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def cold_start_ratio(runs: int = 7) -> dict:
+    env = {**os.environ, **ENV, "PYTHONPATH": f"{HANDLER.parent}:{PROJECT_ROOT / 'layers' / 'core' / 'python'}"}
+    baseline = statistics.median(_import_seconds('import boto3; boto3.client("dynamodb")', env) for _ in range(runs))
+    handler = statistics.median(_import_seconds("import handler", env) for _ in range(runs))
+    return {"cold_start_seconds_initiate_payment": round(handler, 4), "cold_start_seconds_boto3_dynamodb": round(baseline, 4),
+            "cold_start_ratio_initiate_payment": round(handler / baseline, 2)}
+
+
+def measure() -> dict:
+    return {**count_post_requests(), **cold_start_ratio()}
+
+
+if __name__ == "__main__":
+    results = measure()
+    out = PROJECT_ROOT / "bench" / "payments.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
