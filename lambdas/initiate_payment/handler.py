@@ -7,6 +7,7 @@ the caller's API key and the Idempotency-Key header, with the request as the pay
 from __future__ import annotations
 
 import functools
+import os
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -42,9 +43,21 @@ idempotency_config = IdempotencyConfig(
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table)
 
 
+# Local fault drills: with FAULT_INJECTION_ENABLED, a request carrying `X-Paystream-Fault: <point>`
+# makes this process die at that point of the flow (e.g. after_stripe_call), as a crash would.
+FAULT_HEADER = "X-Paystream-Fault"
+_requested_fault: str | None = None
+
+
+def _fault_point(point: str) -> None:
+    if _requested_fault == point:
+        logger.warning("injected crash", extra={"fault_point": point})
+        os._exit(1)
+
+
 @functools.cache
 def service() -> PaymentService:
-    return payment_service(settings)
+    return payment_service(settings, fault_point=_fault_point if settings.fault_injection_enabled else None)
 
 
 @idempotent_function(data_keyword_argument="command", persistence_store=persistence, config=idempotency_config)
@@ -65,6 +78,8 @@ def create_payment() -> Response:
         request = parse_json_body(PaymentRequest, event.decoded_body, event.headers)
     except ApiError as error:
         return _json(error.status_code, error.body())
+    global _requested_fault
+    _requested_fault = event.headers.get(FAULT_HEADER) if settings.fault_injection_enabled else None
     caller = caller_identity(event.request_context.raw_event)
     transaction_id = transaction_id_for(caller, key)
     logger.append_keys(transaction_id=transaction_id)

@@ -126,3 +126,25 @@ def test_fifty_concurrent_requests_with_one_key_make_one_payment(outputs, stripe
     assert len(intents) == 1
     assert [e["type"] for e in call(outputs, "GET", f"/payments/{transaction_id}")[1]["events"]] == [
         "payment.created", "payment.succeeded"]
+
+
+def test_a_crash_after_the_stripe_call_then_retries_make_one_payment_intent(outputs, stripe_client, payment_method):
+    # The local environment lets a request crash initiate_payment between the Stripe call and the
+    # event append (X-Paystream-Fault); the client then retries as it would after any 5xx.
+    key = uuid.uuid4().hex
+    request = payment(payment_method)
+    crashed = call(outputs, "POST", "/payments", request, {"Idempotency-Key": key, "X-Paystream-Fault": "after_stripe_call"})
+    assert crashed[0] == 502
+    deadline = time.monotonic() + 60
+    while True:  # 409 while the crashed attempt's idempotency record is still in progress (up to the timeout)
+        status, body, _ = call(outputs, "POST", "/payments", request, {"Idempotency-Key": key})
+        if status != 409 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert status == 201, body
+    assert body["status"] == "succeeded"
+    intents = [pi for pi in stripe_client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
+               if pi.metadata and pi.metadata.to_dict().get("transaction_id") == body["transaction_id"]]
+    assert [pi.id for pi in intents] == [body["payment_intent_id"]]
+    events = [e["type"] for e in call(outputs, "GET", f"/payments/{body['transaction_id']}")[1]["events"]]
+    assert events == ["payment.created", "payment.succeeded"]

@@ -309,3 +309,28 @@ def test_a_parked_payment_waits_with_backoff_while_the_breaker_is_open(api):
     assert len(stripe.calls) == calls  # no Stripe call while open
     assert {get_payment(get, p["transaction_id"])[1]["status"] for p in parked} == {"queued"}
     assert resume.backoff_seconds(1) == 5 and resume.backoff_seconds(3) == 20 and resume.backoff_seconds(20) == 900
+
+
+class InjectedCrash(BaseException):
+    pass
+
+
+def test_fault_header_crashes_after_the_stripe_call_only_when_enabled(api, monkeypatch):
+    initiate, get, stripe, _ = api
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise InjectedCrash()
+
+    monkeypatch.setattr(initiate.os, "_exit", fake_exit)
+    # Not enabled (the default): the header is ignored.
+    status, _, _ = post(initiate, PAYMENT, key="ignored", headers={"X-Paystream-Fault": "after_stripe_call"})
+    assert status == 201 and exits == []
+
+    monkeypatch.setenv("FAULT_INJECTION_ENABLED", "true")
+    enabled = load("initiate_payment", "initiate_payment_with_faults")
+    monkeypatch.setattr(enabled.os, "_exit", fake_exit)
+    with pytest.raises(InjectedCrash):
+        post(enabled, PAYMENT, key="crash", headers={"X-Paystream-Fault": "after_stripe_call"})
+    assert exits == [1] and len(stripe.intents) == 2  # the crash came after the PaymentIntent was created

@@ -61,6 +61,8 @@ locals {
         OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
         POWERTOOLS_SERVICE_NAME  = "initiate_payment"
         LOG_LEVEL                = "INFO"
+        # Local only: lets the e2e suite crash the function at a chosen point (X-Paystream-Fault).
+        FAULT_INJECTION_ENABLED = "true"
       })
       iam_statements = [
         # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,

@@ -41,6 +41,8 @@ class Settings(BaseModel):
     breaker_closed_cache_seconds: float = Field(2.0, ge=0, json_schema_extra={"env": "BREAKER_CLOSED_CACHE_SECONDS"})
     parked_queue_url: str | None = Field(None, json_schema_extra={"env": "PARKED_QUEUE_URL"})
     ops_alerts_topic_arn: str | None = Field(None, json_schema_extra={"env": "OPS_ALERTS_TOPIC_ARN"})
+    # Local fault drills only (the local Terraform environment sets it): honour the X-Paystream-Fault header.
+    fault_injection_enabled: bool = Field(False, json_schema_extra={"env": "FAULT_INJECTION_ENABLED"})
 
     @classmethod
     def env_name(cls, field: str) -> str:

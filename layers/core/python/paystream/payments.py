@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from paystream.models import PaymentRequest, Projection, Status
 from paystream.states import apply, created_event, decide, next_event
@@ -89,11 +89,14 @@ def _response(projection: Projection, client_secret: str | None) -> dict[str, An
 
 
 class PaymentService:
-    def __init__(self, store: EventStore, gateway: Gateway, breaker: Breaker, parker: Parker):
+    def __init__(self, store: EventStore, gateway: Gateway, breaker: Breaker, parker: Parker,
+                 fault_point: Callable[[str], None] | None = None):
         self._store = store
         self._gateway = gateway
         self._breaker = breaker
         self._parker = parker
+        # Called at named points of the flow; local fault drills use it to crash there on purpose.
+        self._fault_point = fault_point or (lambda point: None)
 
     def initiate(self, transaction_id: str, request: PaymentRequest) -> InitiateResult:
         permit = self._breaker.allow()
@@ -151,6 +154,7 @@ class PaymentService:
             self._breaker.record_success(permit)  # Stripe answered: the provider is up
             return self._record_failure(projection, error)
         self._breaker.record_success(permit)
+        self._fault_point("after_stripe_call")
         event_type = INTENT_STATUS_EVENT.get(intent.get("status"), "payment.processing")
         detail = {
             "payment_intent_id": intent["id"],

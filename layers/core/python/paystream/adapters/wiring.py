@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 
@@ -41,7 +41,7 @@ def event_store(settings: Settings) -> EventStore:
     return EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table))
 
 
-def payment_service(settings: Settings) -> PaymentService:
+def payment_service(settings: Settings, fault_point: Callable[[str], None] | None = None) -> PaymentService:
     alerts = OpsAlerts(boto3.client("sns"), settings.ops_alerts_topic_arn)
     breaker = CircuitBreaker(
         "stripe",
@@ -57,4 +57,5 @@ def payment_service(settings: Settings) -> PaymentService:
         gateway=LazyStripeGateway(settings),
         breaker=breaker,
         parker=SqsParker(boto3.client("sqs"), settings.parked_queue_url),
+        fault_point=fault_point,
     )
