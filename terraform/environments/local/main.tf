@@ -21,6 +21,25 @@ locals {
     BREAKER_COOLDOWN_SECONDS  = "5"
   }
 
+  # What every function that calls Stripe needs: the event store, the Stripe key, the shared
+  # breaker, the parked-payments queue and the ops-alerts topic. One definition keeps them in step.
+  stripe_caller_environment = merge(local.breaker_environment, {
+    TRANSACTIONS_TABLE       = module.data.transactions_table_name
+    STRIPE_API_KEY_SECRET_ID = module.secrets.secret_names["stripe_api_key"]
+    STRIPE_API_BASE          = var.stripe_api_base
+    PARKED_QUEUE_URL         = module.queues.queue_urls["parked-payments"]
+    OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
+    LOG_LEVEL                = "INFO"
+  })
+  stripe_caller_statements = [
+    # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,
+    # a retried payment with Query, and breaker transitions are conditional UpdateItem/PutItem.
+    { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+    { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+    { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
+    { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+  ]
+
   # One entry per Lambda function; routes and event sources hang off the function that serves them.
   functions = {
     stripe_webhook = {
@@ -52,28 +71,16 @@ locals {
       memory_size = 512
       timeout     = 15
       layers      = ["core", "deps"]
-      environment = merge(local.breaker_environment, {
-        TRANSACTIONS_TABLE       = module.data.transactions_table_name
-        IDEMPOTENCY_TABLE        = module.data.idempotency_table_name
-        STRIPE_API_KEY_SECRET_ID = module.secrets.secret_names["stripe_api_key"]
-        STRIPE_API_BASE          = var.stripe_api_base
-        PARKED_QUEUE_URL         = module.queues.queue_urls["parked-payments"]
-        OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
-        POWERTOOLS_SERVICE_NAME  = "initiate_payment"
-        LOG_LEVEL                = "INFO"
+      environment = merge(local.stripe_caller_environment, {
+        IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
+        POWERTOOLS_SERVICE_NAME = "initiate_payment"
         # Local only: lets the e2e suite crash the function at a chosen point (X-Paystream-Fault).
         FAULT_INJECTION_ENABLED = "true"
       })
-      iam_statements = [
-        # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,
-        # a retried payment with Query, and breaker transitions are conditional UpdateItem/PutItem.
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+      iam_statements = concat(local.stripe_caller_statements, [
         { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
-        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
         { sid = "ParkPayments", actions = ["sqs:SendMessage"], resources = [module.queues.queue_arns["parked-payments"]] },
-        { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
-        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
-      ]
+      ])
       routes                = { "POST /payments" = { api_key_required = true } }
       event_source_mappings = {}
     }
@@ -84,23 +91,13 @@ locals {
       memory_size = 512
       timeout     = 30
       layers      = ["core", "deps"]
-      environment = merge(local.breaker_environment, {
-        TRANSACTIONS_TABLE          = module.data.transactions_table_name
-        STRIPE_API_KEY_SECRET_ID    = module.secrets.secret_names["stripe_api_key"]
-        STRIPE_API_BASE             = var.stripe_api_base
-        PARKED_QUEUE_URL            = module.queues.queue_urls["parked-payments"]
-        OPS_ALERTS_TOPIC_ARN        = module.topics.topic_arns["ops-alerts"]
+      environment = merge(local.stripe_caller_environment, {
         RESUME_BACKOFF_BASE_SECONDS = "2"
         POWERTOOLS_SERVICE_NAME     = "resume_payments"
-        LOG_LEVEL                   = "INFO"
       })
-      iam_statements = [
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
-        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+      iam_statements = concat(local.stripe_caller_statements, [
         { sid = "Backoff", actions = ["sqs:ChangeMessageVisibility"], resources = [module.queues.queue_arns["parked-payments"]] },
-        { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
-        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
-      ]
+      ])
       routes = {}
       event_source_mappings = {
         parked = {

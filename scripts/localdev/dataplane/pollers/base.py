@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import base64
 import datetime as dt
 import json
@@ -71,7 +72,7 @@ def parse_batch_item_failures(payload: bytes, known_ids: set[str]) -> set[str] |
     return ids
 
 
-class Poller:
+class Poller(abc.ABC):
     """One event source mapping, polled by its own thread(s) until `stop()`."""
 
     kind = "?"
@@ -133,8 +134,9 @@ class Poller:
         """Sleep that ends early on stop; True if stopping."""
         return self._stop.wait(seconds)
 
-    def run(self) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def run(self) -> None:
+        """The polling loop of this kind of source (SQS, streams)."""
 
     # -- bookkeeping ------------------------------------------------------------------------------
     def error(self, message: str) -> None:
