@@ -252,7 +252,7 @@ def table():
 
 
 def test_dynamodb_store_round_trips_and_compares_versions(table):
-    store = DynamoDBBreakerStore(table)
+    store = DynamoDBBreakerStore(boto3.client("dynamodb", region_name="us-east-1"), "transactions")
     assert store.load("stripe") == BreakerState()
     state = BreakerState(state=HALF_OPEN, failures=0, open_until=1030.5, probe_id="p1", probe_expires_at=1060.25)
     assert store.save("stripe", state, 0)
@@ -266,7 +266,7 @@ def test_dynamodb_store_round_trips_and_compares_versions(table):
 
 def test_two_instances_race_for_the_probe_exactly_one_wins(table, clock):
     transitions = []
-    store_b = DynamoDBBreakerStore(table)
+    store_b = DynamoDBBreakerStore(boto3.client("dynamodb", region_name="us-east-1"), "transactions")
     b = make(store_b, clock, transitions)
     trip(b, clock)
     won = {}
@@ -280,7 +280,7 @@ def test_two_instances_race_for_the_probe_exactly_one_wins(table, clock):
                 won["b"] = b.allow()
             return state
 
-    a = make(InterleavingStore(table), clock, transitions)
+    a = make(InterleavingStore(boto3.client("dynamodb", region_name="us-east-1"), "transactions"), clock, transitions)
     won["a"] = a.allow()
     assert won["b"] is not None and won["b"].is_probe
     assert won["a"] is None

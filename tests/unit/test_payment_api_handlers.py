@@ -154,6 +154,24 @@ def test_same_key_and_body_replays_the_original_response(api):
     assert len(stripe.calls) == 1
 
 
+def _emf_metrics(captured: str) -> list[str]:
+    names = []
+    for line in captured.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blob = json.loads(line)
+            names += [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+    return names
+
+
+def test_each_answer_is_counted_as_an_emf_metric(api, capsys):
+    initiate, _, _, _ = api
+    capsys.readouterr()
+    post(initiate, PAYMENT)
+    post(initiate, PAYMENT)
+    post(initiate, {**PAYMENT, "amount": 0}, key="key-2")
+    assert _emf_metrics(capsys.readouterr().out) == ["PaymentsInitiated", "PaymentsReplayed", "PaymentRequestsRejected"]
+
+
 def test_same_key_with_another_body_is_422(api):
     initiate, _, stripe, _ = api
     post(initiate, PAYMENT)

@@ -3,9 +3,9 @@ only by conditional puts on its version so that concurrent instances never both 
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
+from paystream.adapters.dynamodb_store import deserialize, serialize
 from paystream.breaker import BreakerState
 
 
@@ -14,14 +14,19 @@ def breaker_key(name: str) -> dict[str, str]:
 
 
 class DynamoDBBreakerStore:
-    def __init__(self, table: Any):
-        self._table = table  # boto3 DynamoDB Table resource (the transactions table)
+    def __init__(self, client: Any, table_name: str):
+        # The low-level client the event store uses too: one client per process, no resource API
+        # (building a boto3 resource costs a cold start more than a client does).
+        self._client = client
+        self._table_name = table_name
 
     def load(self, name: str) -> BreakerState:
         # Strongly consistent, so a caller rarely computes a transition from a state already replaced.
-        item = self._table.get_item(Key=breaker_key(name), ConsistentRead=True).get("Item")
-        if item is None:
+        raw = self._client.get_item(TableName=self._table_name, Key=serialize(breaker_key(name)),
+                                    ConsistentRead=True).get("Item")
+        if raw is None:
             return BreakerState()
+        item = deserialize(raw)
         return BreakerState(
             state=item["state"],
             failures=int(item["failures"]),
@@ -38,9 +43,9 @@ class DynamoDBBreakerStore:
             "item_type": "breaker",
             "state": state.state,
             "failures": state.failures,
-            "window_started_at": Decimal(str(state.window_started_at)),
-            "open_until": Decimal(str(state.open_until)),
-            "probe_expires_at": Decimal(str(state.probe_expires_at)),
+            "window_started_at": state.window_started_at,
+            "open_until": state.open_until,
+            "probe_expires_at": state.probe_expires_at,
             "version": expected_version + 1,
         }
         if state.probe_id:
@@ -49,9 +54,9 @@ class DynamoDBBreakerStore:
             condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
         else:
             condition = {"ConditionExpression": "version = :expected",
-                         "ExpressionAttributeValues": {":expected": expected_version}}
+                         "ExpressionAttributeValues": serialize({":expected": expected_version})}
         try:
-            self._table.put_item(Item=item, **condition)
-        except self._table.meta.client.exceptions.ConditionalCheckFailedException:
+            self._client.put_item(TableName=self._table_name, Item=serialize(item), **condition)
+        except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True

@@ -16,6 +16,27 @@ from paystream.payments import PaymentService
 from paystream.store import EventStore
 
 
+@functools.cache
+def dynamodb_client() -> Any:
+    """The process's one DynamoDB client: the event store, the breaker and the idempotency layer share it
+    (each extra client or resource costs the first request tens of milliseconds)."""
+    return boto3.client("dynamodb")
+
+
+class LazyClient:
+    """A boto3 client created on first use: for calls only some requests make (parking, alerts)."""
+
+    def __init__(self, service_name: str):
+        self._service_name = service_name
+
+    @functools.cached_property
+    def _client(self) -> Any:
+        return boto3.client(self._service_name)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 class LazyStripeGateway:
     """The Stripe gateway, built (importing stripe, reading the key) only when first called."""
 
@@ -38,14 +59,14 @@ class LazyStripeGateway:
 
 
 def event_store(settings: Settings) -> EventStore:
-    return EventStore(DynamoDBTransactionsTable(boto3.client("dynamodb"), settings.transactions_table))
+    return EventStore(DynamoDBTransactionsTable(dynamodb_client(), settings.transactions_table))
 
 
 def payment_service(settings: Settings, fault_point: Callable[[str], None] | None = None) -> PaymentService:
-    alerts = OpsAlerts(boto3.client("sns"), settings.ops_alerts_topic_arn)
+    alerts = OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn)
     breaker = CircuitBreaker(
         "stripe",
-        DynamoDBBreakerStore(boto3.resource("dynamodb").Table(settings.transactions_table)),
+        DynamoDBBreakerStore(dynamodb_client(), settings.transactions_table),
         failure_threshold=settings.breaker_failure_threshold,
         window_seconds=settings.breaker_window_seconds,
         cooldown_seconds=settings.breaker_cooldown_seconds,
@@ -56,6 +77,6 @@ def payment_service(settings: Settings, fault_point: Callable[[str], None] | Non
         store=event_store(settings),
         gateway=LazyStripeGateway(settings),
         breaker=breaker,
-        parker=SqsParker(boto3.client("sqs"), settings.parked_queue_url),
+        parker=SqsParker(LazyClient("sqs"), settings.parked_queue_url),
         fault_point=fault_point,
     )
