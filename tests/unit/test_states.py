@@ -142,6 +142,35 @@ def test_fraud_score_is_recorded_once_without_changing_status():
     assert decide(projection_in("succeeded"), "fraud.scored", {"risk_score": 5}).append
 
 
+def test_a_retry_records_each_later_failed_attempt_once():
+    log: list = []
+    p = projection_in("created")
+    p = deliver(p, "payment.failed", {"retryable": True, "failure_code": "rate_limit"}, log)
+    assert (p.status, p.attempt, p.retryable) == ("failed", 1, True)
+    p = deliver(p, "payment.failed", {"retryable": True, "failure_code": "rate_limit"}, log)  # duplicate delivery
+    p = deliver(p, "payment.failed", {"retryable": True, "attempt": 1}, log)  # same attempt, explicitly
+    assert len(log) == 1
+    p = deliver(p, "payment.failed", {"retryable": False, "failure_code": "processing_error", "attempt": 3}, log)
+    assert (p.status, p.attempt, p.retryable, p.failure_code, len(log)) == ("failed", 3, False, "processing_error", 2)
+    p = deliver(p, "payment.failed", {"retryable": True, "attempt": 2}, log)  # a late, older attempt
+    assert (p.attempt, len(log)) == (3, 2)
+    p = deliver(p, "payment.succeeded", {}, log)
+    assert p.status == "succeeded" and len(log) == 3
+    assert not decide(p, "payment.failed", {"attempt": 9}).append, "a failure after success moved the payment"
+
+
+def test_dispute_outcome_is_recorded_once_and_only_on_a_disputed_payment():
+    log: list = []
+    p = projection_in("succeeded")
+    assert not decide(p, "payment.dispute_closed", {"dispute_status": "won"}).append
+    p = deliver(p, "payment.disputed", {"dispute_id": "dp_1"}, log)
+    p = deliver(p, "payment.dispute_closed", {"dispute_status": "won"}, log)
+    assert (p.status, p.dispute_status) == ("disputed", "won")
+    p = deliver(p, "payment.dispute_closed", {"dispute_status": "lost"}, log)  # redelivered, changed its mind
+    assert (p.dispute_status, len(log)) == ("won", 2)
+    assert rebuild([created_event("tx-9", REQUEST, event_id="e1")]).dispute_status is None
+
+
 @pytest.mark.parametrize(
     "deliveries, final",
     [
@@ -215,7 +244,7 @@ def test_created_event_carries_the_request_and_folds_into_the_projection():
         "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z",
         "based_on_event_id": "evt-1", "last_sequence": 1, "description": None, "metadata": {"cart": "7"},
         "device_id": None, "ip_address": "10.0.0.1", "country": "FR", "failure_code": None, "failure_message": None,
-        "retryable": None, "amount_refunded": 0,
+        "retryable": None, "attempt": 1, "amount_refunded": 0, "dispute_status": None,
     }
 
 

@@ -204,7 +204,10 @@ class Projection(BaseModel):
     failure_code: str | None = None
     failure_message: str | None = None
     retryable: bool | None = None
+    # The charge attempt the latest failure belongs to (1 = the first charge; retries count up).
+    attempt: Annotated[int, Field(ge=1)] = 1
     amount_refunded: int = 0
+    dispute_status: str | None = None
 
     def to_api(self, events: list[PaymentEvent]) -> dict[str, Any]:
         """The GET /payments/{transaction_id} body."""

@@ -7,13 +7,16 @@ Event types and the status they lead to:
     payment.processing       → processing
     payment.requires_action  → requires_action
     payment.review           → review             (held by fraud review)
-    payment.failed           → failed             (detail: retryable, failure_code, failure_message)
+    payment.failed           → failed             (detail: retryable, failure_code, failure_message,
+                                                   attempt: 1 for the first charge, 2, 3, … for retries)
     payment.succeeded        → succeeded
     payment.canceled         → canceled
     payment.refunded         → partially_refunded or refunded, from detail `amount_refunded`: the
                                cumulative amount refunded so far (Stripe's charge.amount_refunded);
                                absent means a full refund
-    payment.disputed         → disputed
+    payment.disputed         → disputed           (detail: dispute_id, dispute_reason)
+    payment.dispute_closed   → no status change; records detail `dispute_status` (won, lost, …) on
+                               a disputed payment, once
     fraud.scored             → no status change; records detail `risk_score` (the first score wins)
 
 A status can only be entered from these statuses; anything else is a late, duplicate or
@@ -24,7 +27,8 @@ out-of-order delivery and is ignored (no event is appended):
     processing          created, queued
     requires_action     created, queued, processing
     review              created, queued, processing, requires_action
-    failed              created, queued, processing, requires_action, review
+    failed              created, queued, processing, requires_action, review,
+                        failed (only a later retry: detail `attempt` above the recorded one)
     succeeded           created, queued, processing, requires_action, review, failed
     canceled            created, queued, processing, requires_action, review, failed
     partially_refunded  succeeded, partially_refunded (only when amount_refunded grows)
@@ -48,7 +52,9 @@ from typing import Any, Iterable, Mapping
 from paystream.models import PaymentEvent, PaymentRequest, Projection, Status, new_event_id, utc_now
 
 PAYMENT_CREATED = "payment.created"
+PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUNDED = "payment.refunded"
+PAYMENT_DISPUTE_CLOSED = "payment.dispute_closed"
 FRAUD_SCORED = "fraud.scored"
 
 EVENT_STATUS: dict[str, Status] = {
@@ -57,12 +63,12 @@ EVENT_STATUS: dict[str, Status] = {
     "payment.processing": Status.PROCESSING,
     "payment.requires_action": Status.REQUIRES_ACTION,
     "payment.review": Status.REVIEW,
-    "payment.failed": Status.FAILED,
+    PAYMENT_FAILED: Status.FAILED,
     "payment.succeeded": Status.SUCCEEDED,
     "payment.canceled": Status.CANCELED,
     "payment.disputed": Status.DISPUTED,
 }
-EVENT_TYPES = frozenset({*EVENT_STATUS, PAYMENT_REFUNDED, FRAUD_SCORED})
+EVENT_TYPES = frozenset({*EVENT_STATUS, PAYMENT_REFUNDED, PAYMENT_DISPUTE_CLOSED, FRAUD_SCORED})
 
 _S = Status
 _BEFORE_OUTCOME = {_S.CREATED, _S.QUEUED, _S.PROCESSING, _S.REQUIRES_ACTION, _S.REVIEW}
@@ -114,6 +120,11 @@ def refund_total(projection: Projection, detail: Mapping[str, Any]) -> int:
     return projection.amount if total is None else min(int(total), projection.amount)
 
 
+def failure_attempt(detail: Mapping[str, Any]) -> int:
+    """Which charge attempt a payment.failed reports: 1 unless a retry says otherwise."""
+    return int(detail.get("attempt") or 1)
+
+
 def decide(projection: Projection | None, event_type: str, detail: Mapping[str, Any] | None = None) -> Decision:
     """Whether `event_type` is a new fact for this payment (append it) or a late/duplicate delivery (ignore it)."""
     detail = detail or {}
@@ -130,6 +141,16 @@ def decide(projection: Projection | None, event_type: str, detail: Mapping[str, 
         if projection.risk_score is not None:
             return Decision(False, current, "payment already scored")
         return Decision(True, current, "risk score recorded")
+    if event_type == PAYMENT_DISPUTE_CLOSED:
+        if current != Status.DISPUTED:
+            return Decision(False, current, f"no open dispute on a {current} payment")
+        if projection.dispute_status is not None:
+            return Decision(False, current, "dispute already closed")
+        return Decision(True, current, "dispute outcome recorded")
+    if event_type == PAYMENT_FAILED and current == Status.FAILED:
+        if failure_attempt(detail) > projection.attempt:
+            return Decision(True, current, f"retry attempt {failure_attempt(detail)} failed")
+        return Decision(False, current, "failure already recorded")
     if event_type == PAYMENT_REFUNDED:
         total = refund_total(projection, detail)
         if total <= projection.amount_refunded:
@@ -188,10 +209,13 @@ def apply(projection: Projection | None, event: PaymentEvent) -> Projection:
         changes["status"] = decision.new_status
         if event.event_type == FRAUD_SCORED:
             changes["risk_score"] = int(detail["risk_score"])
+        elif event.event_type == PAYMENT_DISPUTE_CLOSED:
+            changes["dispute_status"] = str(detail.get("dispute_status") or "closed")
         elif decision.new_status == Status.FAILED:
             changes["failure_code"] = detail.get("failure_code")
             changes["failure_message"] = detail.get("failure_message")
             changes["retryable"] = detail.get("retryable")
+            changes["attempt"] = max(projection.attempt, failure_attempt(detail))
         elif decision.new_status == Status.SUCCEEDED:
             changes.update(failure_code=None, failure_message=None, retryable=None)
         elif event.event_type == PAYMENT_REFUNDED:
