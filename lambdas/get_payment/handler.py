@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from paystream.adapters.wiring import event_store
@@ -10,6 +10,7 @@ from paystream.config import Settings
 from paystream.store import PaymentNotFound
 
 logger = Logger()
+tracer = Tracer()
 app = APIGatewayRestResolver()
 settings = Settings.from_env()
 store = event_store(settings)
@@ -17,6 +18,7 @@ MAX_TRANSACTION_ID_LENGTH = 64
 
 
 @app.get("/payments/<transaction_id>")
+@tracer.capture_method
 def get_payment(transaction_id: str) -> Response:
     logger.append_keys(transaction_id=transaction_id)
     if len(transaction_id) > MAX_TRANSACTION_ID_LENGTH:
@@ -30,5 +32,6 @@ def get_payment(transaction_id: str) -> Response:
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
+@tracer.capture_lambda_handler
 def handler(event, context):
     return app.resolve(event, context)

@@ -12,7 +12,8 @@ import json
 import os
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
@@ -21,6 +22,8 @@ from paystream.config import Settings
 from paystream.payments import PaymentService, ProviderUnavailable
 
 logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # All records failing (breaker open) is a normal answer here, reported like any partial failure.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("stripe_api_key_secret_id", "parked_queue_url"))
@@ -39,6 +42,7 @@ def service() -> PaymentService:
     return payment_service(settings)
 
 
+@tracer.capture_method
 def resume(record: SQSRecord) -> None:
     transaction_id = json.loads(record.body)["transaction_id"]
     logger.append_keys(transaction_id=transaction_id)
@@ -49,10 +53,14 @@ def resume(record: SQSRecord) -> None:
         sqs.change_message_visibility(QueueUrl=settings.parked_queue_url, ReceiptHandle=record.receipt_handle,
                                       VisibilityTimeout=delay)
         logger.info("payment still parked", extra={"reason": str(exc), "retry_in_seconds": delay})
+        metrics.add_metric(name="ParkedPaymentsStillWaiting", unit=MetricUnit.Count, value=1)
         raise
     logger.info("parked payment resumed", extra={"status": result.body["status"]})
+    metrics.add_metric(name="ParkedPaymentsResumed", unit=MetricUnit.Count, value=1)
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event, context):
     return process_partial_response(event=event, record_handler=resume, processor=processor, context=context)
