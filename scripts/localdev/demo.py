@@ -70,17 +70,23 @@ def run(state_dir: Path, backend: str = "embedded") -> int:
 
     console = Console(soft_wrap=True)  # one line per step, whatever the terminal width
     outputs = _stack_outputs(state_dir, backend)
-    client = stripe.StripeClient(outputs["stripe_api_key"], base_addresses={"api": outputs["stripe_api_base"]})
     started = time.monotonic()
 
     def step(text: str) -> None:
         console.print(f"[dim]{(time.monotonic() - started) * 1000:7.0f} ms[/dim]  {text}")
 
-    method = client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    )
-    step(f"payment method [bold]{method.id}[/bold] created at Stripe (card data stays at Stripe)")
-    request = {"amount": 2500, "currency": "eur", "customer_id": "cus_demo", "payment_method_id": method.id,
+    if outputs.get("stripe_mode") == "test-mode":
+        # Real Stripe in test mode: its ready-made test PaymentMethod (raw card numbers are refused there).
+        payment_method_id = "pm_card_visa"
+        step(f"Stripe test mode: paying with Stripe's test PaymentMethod [bold]{payment_method_id}[/bold]")
+    else:
+        client = stripe.StripeClient(outputs["stripe_api_key"], base_addresses={"api": outputs["stripe_api_base"]})
+        method = client.v1.payment_methods.create(
+            params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+        )
+        payment_method_id = method.id
+        step(f"payment method [bold]{method.id}[/bold] created at Stripe (card data stays at Stripe)")
+    request = {"amount": 2500, "currency": "eur", "customer_id": "cus_demo", "payment_method_id": payment_method_id,
                "order_id": f"demo-{uuid.uuid4().hex[:8]}", "description": "paystream demo"}
     status, body = _post_payment(outputs, request, idempotency_key=uuid.uuid4().hex)
     if status not in (201, 202):

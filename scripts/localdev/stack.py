@@ -33,6 +33,35 @@ DEFAULT_PORTS = {"aws": 4566, "stripe": 8420, "api": 4567, "invoke": 4568}
 PORT_ENV = {"aws": "LOCAL_AWS_PORT", "stripe": "LOCAL_STRIPE_PORT", "api": "LOCAL_API_PORT", "invoke": "LOCAL_INVOKE_PORT"}
 
 
+REAL_STRIPE_API_BASE = "https://api.stripe.com"
+STRIPE_KEY_ENV = "STRIPE_API_KEY"
+
+
+@dataclass(frozen=True)
+class StripeMode:
+    """Which Stripe the functions call: localstripe (default) or a real Stripe account in test mode."""
+
+    api_key: str
+    api_base: str  # as clients reach it
+    functions_api_base: str  # what the functions get as STRIPE_API_BASE ("" = real Stripe)
+
+    @property
+    def real(self) -> bool:
+        return self.functions_api_base == ""
+
+
+def stripe_mode(localstripe_base: str, environ=os.environ) -> StripeMode:
+    """STRIPE_API_KEY set → real Stripe test mode (live keys refused); unset → localstripe."""
+    key = environ.get(STRIPE_KEY_ENV, "").strip()
+    if not key:
+        return StripeMode(STRIPE_TEST_KEY, localstripe_base, localstripe_base)
+    if key.startswith(("sk_live_", "rk_live_")):
+        raise StackError(f"{STRIPE_KEY_ENV} is a live-mode key: the local stack only takes test-mode keys (sk_test_…)")
+    if not key.startswith(("sk_test_", "rk_test_")):
+        raise StackError(f"{STRIPE_KEY_ENV} does not look like a Stripe test-mode secret key (sk_test_… or rk_test_…)")
+    return StripeMode(key, REAL_STRIPE_API_BASE, "")
+
+
 class StackError(Exception):
     """A failure with one clear line telling the user what to do."""
 
@@ -272,17 +301,20 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
 
     # 3. Package and apply
     aws_endpoint = f"http://127.0.0.1:{state.ports['aws']}"
-    stripe_base = f"http://127.0.0.1:{state.ports['stripe']}"
+    localstripe_base = f"http://127.0.0.1:{state.ports['stripe']}"
+    stripe = stripe_mode(localstripe_base)
+    if stripe.real:
+        say(f"{STRIPE_KEY_ENV} is set: the functions call Stripe test mode at {REAL_STRIPE_API_BASE}")
     say("packaging functions and layers")
     from localdev.package import build
 
     build(paths.build)
     say("terraform apply terraform/environments/local (about a minute on a fresh emulator)")
-    tf_outputs = _terraform_apply(paths, aws_endpoint, stripe_base)
+    tf_outputs = _terraform_apply(paths, aws_endpoint, stripe.functions_api_base)
 
     # 4. Secrets the functions read (values never pass through Terraform)
     webhook_secret = _webhook_secret(paths)
-    _put_secrets(aws_endpoint, tf_outputs, webhook_secret)
+    _put_secrets(aws_endpoint, tf_outputs, webhook_secret, stripe.api_key)
 
     # 5. Data plane: start it, or make the running one pick up what was just applied
     if _component_ok(state, "dataplane"):
@@ -301,9 +333,9 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
     api_url = f"http://127.0.0.1:{state.ports['api']}/{tf_outputs['api_stage']}"
     from localdev.stripe_server import register_webhook
 
-    register_webhook(stripe_base, "paystream", f"{api_url}/webhooks/stripe", webhook_secret)
+    register_webhook(localstripe_base, "paystream", f"{api_url}/webhooks/stripe", webhook_secret)
 
-    outputs = _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe_base, api_url, webhook_secret)
+    outputs = _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe, api_url, webhook_secret)
     state.save(paths.stack)
     if not quiet:
         print_summary(outputs, _dataplane_status(state.ports))
@@ -366,10 +398,10 @@ def _aws_client(service: str, endpoint: str):
     )
 
 
-def _put_secrets(endpoint: str, tf_outputs: dict, webhook_secret: str) -> None:
+def _put_secrets(endpoint: str, tf_outputs: dict, webhook_secret: str, stripe_api_key: str) -> None:
     sm = _aws_client("secretsmanager", endpoint)
     secret_ids = tf_outputs["secret_ids"]
-    sm.put_secret_value(SecretId=secret_ids["stripe_api_key"], SecretString=json.dumps({"api_key": STRIPE_TEST_KEY}))
+    sm.put_secret_value(SecretId=secret_ids["stripe_api_key"], SecretString=json.dumps({"api_key": stripe_api_key}))
     # Keep secrets added by `make stripe-listen` (rotation: several secrets are valid at once).
     try:
         current = json.loads(sm.get_secret_value(SecretId=secret_ids["webhook_secrets"])["SecretString"])
@@ -381,7 +413,7 @@ def _put_secrets(endpoint: str, tf_outputs: dict, webhook_secret: str) -> None:
     )
 
 
-def _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe_base, api_url, webhook_secret) -> dict:
+def _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe: StripeMode, api_url, webhook_secret) -> dict:
     apigw = _aws_client("apigateway", aws_endpoint)
     api_key = apigw.get_api_key(apiKey=tf_outputs["api_key_id"], includeValue=True)["value"]
     outputs = {
@@ -389,8 +421,10 @@ def _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe_base, api_url,
         "api_url": api_url,
         "api_key": api_key,
         "aws_endpoint_url": aws_endpoint,
-        "stripe_api_base": stripe_base,
-        "stripe_api_key": STRIPE_TEST_KEY,
+        "stripe_api_base": stripe.api_base,
+        "stripe_mode": "test-mode" if stripe.real else "localstripe",
+        # A real Stripe key stays in Secrets Manager and the developer's environment, never in this file.
+        **({} if stripe.real else {"stripe_api_key": stripe.api_key}),
         "webhook_secret": webhook_secret,
         "webhook_secret_id": tf_outputs["secret_ids"]["webhook_secrets"],
         "region": REGION,
