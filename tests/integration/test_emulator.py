@@ -416,3 +416,26 @@ def test_concurrent_conditional_transactions_have_exactly_one_winner(aws):
                           ExpressionAttributeValues={":p": {"S": pk}}, ConsistentRead=True)["Items"]
         assert len(winners) == 1, f"round {round_no}: {winners}"
         assert {i["by"]["S"] for i in items} == set(winners) and len(items) == 2
+
+
+def test_requests_are_counted_by_caller_and_operation(aws, emulator_endpoint):
+    from botocore.config import Config as BotoConfig
+
+    assert http("DELETE", f"{emulator_endpoint}/_localdev/requests")[0] == 200
+    queue_url = aws("sqs").create_queue(QueueName=unique("counted"))["QueueUrl"]
+    aws("sqs").send_message(QueueUrl=queue_url, MessageBody="one")
+    aws("sqs").send_message(QueueUrl=queue_url, MessageBody="two")
+    topic_arn = aws("sns").create_topic(Name=unique("counted"))["TopicArn"]  # query protocol: Action in the form
+    assert aws("sns").get_topic_attributes(TopicArn=topic_arn)["Attributes"]["TopicArn"] == topic_arn  # body still reaches moto
+    as_dataplane = boto3.client("sqs", endpoint_url=emulator_endpoint, region_name="us-east-1",
+                                config=BotoConfig(user_agent_extra="localdev-dataplane"))
+    as_dataplane.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+
+    status, _, body = http("GET", f"{emulator_endpoint}/_localdev/requests")
+    assert status == 200
+    assert json.loads(body)["requests"] == {
+        "clients": {"sns.CreateTopic": 1, "sns.GetTopicAttributes": 1, "sqs.CreateQueue": 1, "sqs.SendMessage": 2},
+        "dataplane": {"sqs.ReceiveMessage": 1},
+    }
+    assert http("DELETE", f"{emulator_endpoint}/_localdev/requests")[0] == 200
+    assert json.loads(http("GET", f"{emulator_endpoint}/_localdev/requests")[2])["requests"] == {}

@@ -30,8 +30,9 @@ def make_clients(endpoint: str, region: str):
     from botocore.config import Config
 
     session = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test", region_name=region)
+    # The user agent marks these as Lambda's own requests in the emulator's request counts.
     config = Config(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=60,
-                    max_pool_connections=32)
+                    max_pool_connections=32, user_agent_extra="localdev-dataplane")
     cache: dict[str, Any] = {}
     lock = threading.Lock()
 

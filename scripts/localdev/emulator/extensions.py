@@ -6,13 +6,15 @@ plane and the stack tooling do.
 
 from __future__ import annotations
 
+import collections
 import http.client
+import io
 import json
 import re
 import threading
 import uuid
 from typing import Any, Callable, Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from werkzeug.wrappers import Request, Response
 
@@ -25,6 +27,64 @@ LAYER_CONTENT_PATH = re.compile(r"/_localdev/lambda/layers/(?P<name>[^/]+)/(?P<v
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "proxy-connection", "upgrade", "te"}
 
 StartResponse = Callable[..., Any]
+
+# SigV4: `Credential=<key>/<date>/<region>/<service>/aws4_request`.
+CREDENTIAL_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
+# The local data plane's clients add this to their User-Agent; what it sends is Lambda's own work.
+DATAPLANE_USER_AGENT = "localdev-dataplane"
+MAX_FORM_BYTES = 1 << 20
+
+
+def aws_operation(environ: dict[str, Any]) -> tuple[str, str]:
+    """(service, operation) of an AWS API request, from its signature and its protocol's markers.
+
+    JSON protocols name the operation in X-Amz-Target (`DynamoDB_20120810.PutItem`), query protocols
+    in the form field `Action` (the body is read and put back for moto); REST protocols are named by
+    method and first path segment, except Lambda Invoke.
+    """
+    match = CREDENTIAL_SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    service = match["service"] if match else "unsigned"
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    if target:
+        return service, target.rsplit(".", 1)[-1]
+    path = environ.get("PATH_INFO", "")
+    if INVOKE_PATH.fullmatch(path):
+        return service, "Invoke"
+    query_action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
+    if query_action:
+        return service, query_action[0]
+    if environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        if 0 < length <= MAX_FORM_BYTES:
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            action = parse_qs(body.decode("utf-8", "replace")).get("Action")
+            if action:
+                return service, action[0]
+    segment = path.strip("/").split("/", 1)[0]
+    return service, f"{environ.get('REQUEST_METHOD', 'GET')} /{segment}"
+
+
+class RequestCounter:
+    """AWS API requests the emulator served, by caller (`clients` or `dataplane`) and `service.Operation`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, collections.Counter[str]] = {}
+
+    def record(self, environ: dict[str, Any]) -> None:
+        caller = "dataplane" if DATAPLANE_USER_AGENT in environ.get("HTTP_USER_AGENT", "") else "clients"
+        service, operation = aws_operation(environ)
+        with self._lock:
+            self._counts.setdefault(caller, collections.Counter())[f"{service}.{operation}"] += 1
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            return {caller: dict(sorted(counts.items())) for caller, counts in sorted(self._counts.items())}
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = {}
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -44,6 +104,7 @@ class LocalDevExtensions:
         self.instance_id = str(uuid.uuid4())
         self._lock = threading.Lock()
         self._invoke_url: str | None = None
+        self.requests = RequestCounter()
 
     @property
     def invoke_url(self) -> str | None:
@@ -55,8 +116,10 @@ class LocalDevExtensions:
         if path.startswith("/_localdev/"):
             response = self._extension(Request(environ), path)
         elif environ.get("REQUEST_METHOD") == "POST" and INVOKE_PATH.fullmatch(path):
+            self.requests.record(environ)
             response = self._forward_invoke(Request(environ))
         else:
+            self.requests.record(environ)
             return self.app(environ, start_response)
         return response(environ, start_response)
 
@@ -64,6 +127,12 @@ class LocalDevExtensions:
         region = request.args.get("region", DEFAULT_REGION)
         if path == "/_localdev/health" and request.method == "GET":
             return _json(200, {"status": "ok", "instance_id": self.instance_id})
+        if path == "/_localdev/requests":
+            if request.method == "GET":
+                return _json(200, {"requests": self.requests.snapshot()})
+            if request.method == "DELETE":
+                self.requests.reset()
+                return _json(200, {"requests": {}})
         if path == "/_localdev/dataplane":
             if request.method == "POST":
                 return self._register_dataplane(request)
