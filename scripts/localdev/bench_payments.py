@@ -125,6 +125,16 @@ COLD_START_CASES = {
         "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; APIGatewayRestResolver()",
         "from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer",
     ]),
+    # The floor again, with the event handler validating requests itself (enable_validation=True,
+    # which loads its OpenAPI models) instead of the handler validating with paystream.models.
+    "library_floor_with_event_handler_validation": "\n".join([
+        'import boto3; boto3.client("dynamodb")',
+        "from pydantic import BaseModel",
+        "class Request(BaseModel):\n    amount: int",
+        "from aws_lambda_powertools import Logger, Metrics; Logger(); Metrics(namespace='paystream')",
+        "from aws_lambda_powertools.event_handler import APIGatewayRestResolver; APIGatewayRestResolver(enable_validation=True)",
+        "from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer",
+    ]),
     # The same handler if it also created a Powertools Tracer (which loads the X-Ray SDK).
     "initiate_payment_with_tracer": "from aws_lambda_powertools import Tracer; Tracer()\nimport handler",
 }
@@ -143,6 +153,8 @@ def cold_start_ratio(runs: int = 11) -> dict:
         "cold_start_seconds_boto3_dynamodb": round(baseline, 4),
         "cold_start_ratio_initiate_payment": round(seconds["initiate_payment"] / baseline, 2),
         "cold_start_ratio_library_floor": round(seconds["library_floor"] / baseline, 2),
+        "cold_start_ratio_library_floor_with_event_handler_validation": round(
+            seconds["library_floor_with_event_handler_validation"] / baseline, 2),
         "cold_start_ratio_initiate_payment_with_tracer": round(seconds["initiate_payment_with_tracer"] / baseline, 2),
         "cold_start_runs": runs,
     }
