@@ -11,15 +11,12 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 
 from paystream.adapters.wiring import dynamodb_client, payment_service
-from paystream.api import ApiError, caller_identity, idempotency_key, parse_json_body
+from paystream.api import (ApiError, caller_identity, idempotency_key, idempotency_refusals, idempotent_command,
+                           parse_json_body, request_idempotency)
 from paystream.config import Settings
 from paystream.models import PaymentRequest
 from paystream.payments import PaymentService, transaction_id_for
@@ -31,21 +28,7 @@ logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 app = APIGatewayRestResolver()
 settings = Settings.from_env(require=("idempotency_table", "stripe_api_key_secret_id", "parked_queue_url"))
-IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
-
-
-def _mark_replayed(response: dict, data_record) -> dict:
-    return {**response, "replayed": True}
-
-
-idempotency_config = IdempotencyConfig(
-    event_key_jmespath="[caller, idempotency_key]",
-    payload_validation_jmespath="request",
-    raise_on_no_idempotency_key=True,
-    expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
-    response_hook=_mark_replayed,
-)
-persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client())
+persistence, idempotency_config = request_idempotency(settings.idempotency_table, dynamodb_client())
 
 
 # Local fault drills: with FAULT_INJECTION_ENABLED, a request carrying `X-Paystream-Fault: <point>`
@@ -94,18 +77,11 @@ def create_payment() -> Response:
     transaction_id = transaction_id_for(caller, key)
     logger.append_keys(transaction_id=transaction_id)
     try:
-        outcome = initiate(command={
-            "caller": caller,
-            "idempotency_key": key,
-            "transaction_id": transaction_id,
-            "request": request.model_dump(mode="json", exclude_none=True),
-        })
-    except IdempotencyAlreadyInProgressError:
-        return _json(409, {"error": "request_in_progress",
-                           "message": "a request with this Idempotency-Key is still being processed: retry shortly"})
-    except IdempotencyValidationError:
-        return _json(422, {"error": "idempotency_key_reused",
-                           "message": "this Idempotency-Key was used with a different request body: use a new key"})
+        with idempotency_refusals():
+            outcome = initiate(command=idempotent_command(
+                caller, key, request.model_dump(mode="json", exclude_none=True), transaction_id=transaction_id))
+    except ApiError as error:
+        return _json(error.status_code, error.body())
     if outcome.get("replayed"):
         # DESIGN.md §2: the same key and body again answer 200 with the original response body.
         logger.info("payment request replayed", extra={"status": outcome["body"]["status"]})

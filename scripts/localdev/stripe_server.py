@@ -129,10 +129,11 @@ def make_app():
     health route in front of its auth."""
     disable_disk_persistence()
     accept_stripe_fields_the_platform_sends()
+    refuse_refunds_above_what_is_left()
     from aiohttp import web
     from localstripe.server import app
 
-    for middleware in (_idempotency, _health):  # health ends up first
+    for middleware in (_idempotency, _rate_limit, _health):  # health ends up first, then rate limiting
         if not any(getattr(m, "__wrapped__", m) is middleware for m in app.middlewares):
             app.middlewares.insert(0, web.middleware(_wrap(middleware)))
     return app
@@ -214,3 +215,83 @@ def main(argv: list[str] | None = None) -> int:
     print(f"localstripe (no disk persistence) on http://{args.host}:{args.port}, health {HEALTH_PATH}", flush=True)
     web.run_app(make_app(), sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"))
     return 0
+
+
+def refuse_refunds_above_what_is_left() -> None:
+    """Refund as Stripe does: never more than what is left on the charge.
+
+    localstripe 1.15.10 accepts any refund amount (a charge can be refunded twice over) and, when no
+    amount is given, refunds the whole charge again instead of what is left. Stripe refuses with an
+    invalid_request_error: code `charge_already_refunded` when nothing is left, otherwise on the
+    `amount` parameter; without an amount it refunds the remainder.
+    """
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    upstream_init = resources.Refund.__init__
+    if getattr(upstream_init, "_refuses_over_refunds", False):
+        return
+
+    def refunded_charge(charge, payment_intent):
+        # Only well-formed ids of existing objects: anything else is left to localstripe's own errors.
+        try:
+            if isinstance(charge, str) and charge.startswith("ch_"):
+                return resources.Charge._api_retrieve(charge)
+            if charge is None and isinstance(payment_intent, str) and payment_intent.startswith("pi_"):
+                latest = resources.PaymentIntent._api_retrieve(payment_intent).latest_charge
+                return latest if latest is not None and latest.status == "succeeded" else None
+        except UserError:
+            return None
+        return None
+
+    def __init__(self, charge=None, payment_intent=None, amount=None, **kwargs):
+        charge_obj = refunded_charge(charge, payment_intent)
+        requested = resources.try_convert_to_int(amount)
+        if charge_obj is not None and (requested is None or isinstance(requested, int)):
+            remaining = charge_obj.amount - charge_obj.amount_refunded
+            if remaining <= 0:
+                raise UserError(400, f"Charge {charge_obj.id} has already been refunded.",
+                                {"code": "charge_already_refunded"})
+            if requested is None:
+                amount = remaining
+            elif requested > remaining:
+                raise UserError(400, f"Refund amount ({requested} {charge_obj.currency}) is greater than unrefunded "
+                                f"amount on charge ({remaining} {charge_obj.currency})", {"param": "amount"})
+        upstream_init(self, charge=charge, payment_intent=payment_intent, amount=amount, **kwargs)
+
+    __init__._refuses_over_refunds = True
+    resources.Refund.__init__ = __init__
+
+
+RATE_LIMIT_PATH = "/_localdev/rate_limit"
+# Fault injection: the next `requests` POSTs under `path_prefix` answer 429 as Stripe's rate limiter does.
+_RATE_LIMIT = {"requests": 0, "path_prefix": "/v1/"}
+
+
+async def _rate_limit(request, handler):
+    """`POST /_localdev/rate_limit {"requests": n, "path_prefix": "/v1/payment_intents"}` makes the next n
+    matching POSTs answer 429 `rate_limit` (before idempotency: Stripe saves no result for a rate-limited
+    request, so a retry with the same Idempotency-Key executes). `{"requests": 0}` ends it."""
+    from aiohttp import web
+
+    if request.path == RATE_LIMIT_PATH and request.method == "POST":
+        body = await request.json() if request.can_read_body else {}
+        _RATE_LIMIT["requests"] = max(0, int(body.get("requests") or 0))
+        _RATE_LIMIT["path_prefix"] = str(body.get("path_prefix") or "/v1/")
+        return web.json_response(dict(_RATE_LIMIT))
+    if request.method == "POST" and _RATE_LIMIT["requests"] > 0 and request.path.startswith(_RATE_LIMIT["path_prefix"]):
+        _RATE_LIMIT["requests"] -= 1
+        return web.json_response(
+            {"error": {"type": "invalid_request_error", "code": "rate_limit",
+                       "message": "Too many requests hit the API too quickly (simulated: POST "
+                                  f"{RATE_LIMIT_PATH} on the local Stripe)."}}, status=429)
+    return await handler(request)
+
+
+def set_rate_limit(stripe_api_base: str, requests: int, path_prefix: str = "/v1/", timeout: float = 5) -> dict:
+    """Make the next `requests` POSTs under `path_prefix` on a running launcher answer 429."""
+    request = urllib.request.Request(f"{stripe_api_base.rstrip('/')}{RATE_LIMIT_PATH}", method="POST",
+                                     data=json.dumps({"requests": requests, "path_prefix": path_prefix}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())

@@ -73,3 +73,33 @@ def stripe_client(outputs):
     return stripe.StripeClient(
         outputs.get("stripe_api_key", "sk_test_paystream_local"), base_addresses={"api": outputs["stripe_api_base"]}
     )
+
+
+@pytest.fixture(scope="session")
+def subscribe_to_topic(outputs, aws_client):
+    """subscribe_to_topic(topic_key) -> URL of a new SQS queue subscribed to that SNS topic (a key of
+    outputs["topic_arns"], e.g. payment-notifications, ops-alerts), as a downstream consumer would; the
+    queues and subscriptions are removed at the end of the session."""
+    import uuid
+
+    sqs, sns = aws_client("sqs"), aws_client("sns")
+    created: list[tuple[str, str]] = []
+
+    def subscribe(topic_key: str) -> str:
+        topic_arn = outputs["topic_arns"][topic_key]
+        url = sqs.create_queue(QueueName=f"e2e-{topic_key}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": "sns.amazonaws.com"}, "Action": "sqs:SendMessage",
+                           "Resource": queue_arn, "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}}}],
+        })})
+        subscription = sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn,
+                                     ReturnSubscriptionArn=True)["SubscriptionArn"]
+        created.append((url, subscription))
+        return url
+
+    yield subscribe
+    for url, subscription in created:
+        sns.unsubscribe(SubscriptionArn=subscription)
+        sqs.delete_queue(QueueUrl=url)

@@ -191,3 +191,45 @@ def test_a_simulated_outage_answers_503_until_it_ends(start_stripe):
     assert is_healthy(base)  # the health check still answers during the outage
     set_outage(base, False)
     assert client.v1.payment_intents.create(params={"amount": 100, "currency": "eur"}).amount == 100
+
+
+def test_refunds_never_exceed_what_is_left_on_the_charge_as_on_stripe(start_stripe):
+    base, _ = start_stripe()
+    client = _client(base)
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
+    intent = client.v1.payment_intents.create(
+        params={"amount": 1000, "currency": "eur", "payment_method": method.id, "confirm": True})
+    assert client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 300}).amount == 300
+
+    with pytest.raises(stripe.InvalidRequestError) as too_much:
+        client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 701})
+    assert too_much.value.param == "amount" and "700" in str(too_much.value)
+
+    rest = client.v1.refunds.create(params={"payment_intent": intent.id})  # no amount: what is left, not 1000
+    assert rest.amount == 700
+    assert client.v1.charges.retrieve(rest.charge).amount_refunded == 1000
+
+    for params in ({"payment_intent": intent.id}, {"payment_intent": intent.id, "amount": 1}, {"charge": rest.charge}):
+        with pytest.raises(stripe.InvalidRequestError) as nothing_left:
+            client.v1.refunds.create(params=params)
+        assert nothing_left.value.code == "charge_already_refunded"
+    assert client.v1.charges.retrieve(rest.charge).amount_refunded == 1000
+
+
+def test_a_simulated_rate_limit_answers_429_for_the_next_matching_posts_only(start_stripe):
+    from localdev.stripe_server import set_rate_limit
+
+    base, _ = start_stripe()
+    client = _client(base)
+    assert set_rate_limit(base, 1, "/v1/payment_intents") == {"requests": 1, "path_prefix": "/v1/payment_intents"}
+    client.v1.customers.create(params={"email": "a@example.com"})  # another path: not limited
+    params = {"amount": 900, "currency": "eur"}
+    with pytest.raises(stripe.RateLimitError) as error:
+        client.v1.payment_intents.create(params=params, options={"idempotency_key": "rl-1"})
+    assert error.value.http_status == 429
+    # As on Stripe, a rate-limited request saved no idempotent result: the same key now executes once.
+    first = client.v1.payment_intents.create(params=params, options={"idempotency_key": "rl-1"})
+    again = client.v1.payment_intents.create(params=params, options={"idempotency_key": "rl-1"})
+    assert again.id == first.id and len(client.v1.payment_intents.list().data) == 1

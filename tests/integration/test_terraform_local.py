@@ -66,11 +66,14 @@ def test_outputs_name_everything_the_stack_needs(stack):
     assert out["bus_name"] == BUS
     assert out["function_names"] == {
         name: f"{PREFIX}-{name.replace('_', '-')}"
-        for name in ("stripe_webhook", "initiate_payment", "get_payment", "outbox_relay", "resume_payments")
+        for name in ("stripe_webhook", "initiate_payment", "get_payment", "outbox_relay", "resume_payments",
+                     "process_payment", "notifier", "payment_retry", "refund_payment")
     }
-    assert set(out["queue_urls"]) == {"process-payment", "parked-payments", "relay-failures"}
+    assert set(out["queue_urls"]) == {"process-payment", "parked-payments", "relay-failures", "notifications",
+                                      "payment-retry"}
     assert set(out["dlq_urls"]) == {
-        "process-payment", "parked-payments", "relay-failures", "event-bus-targets", "relay-failures-destination"}
+        "process-payment", "parked-payments", "relay-failures", "notifications", "payment-retry", "event-bus-targets",
+        "relay-failures-destination"}
     assert set(out["table_names"]) == {"transactions", "idempotency"}
     assert set(out["topic_arns"]) == {"payment-notifications", "fraud-alerts", "ops-alerts"}
     assert out["secret_ids"] == {
@@ -124,8 +127,8 @@ def test_consumer_queue_redrives_to_its_own_dlq(stack, aws):
     sqs = aws("sqs")
     dlq_arn = _queue_arn(sqs, out["dlq_urls"]["process-payment"])
     attrs = sqs.get_queue_attributes(QueueUrl=out["queue_urls"]["process-payment"], AttributeNames=["All"])["Attributes"]
-    assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5}
-    assert attrs["VisibilityTimeout"] == "180"
+    assert json.loads(attrs["RedrivePolicy"]) == {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 3}
+    assert attrs["VisibilityTimeout"] == "30"
     assert attrs["KmsMasterKeyId"]
 
 
@@ -144,15 +147,21 @@ def test_stripe_event_on_the_bus_reaches_the_consumer_queue(stack, aws):
     _, out = stack
     sqs = aws("sqs")
     aws("events").put_events(
-        Entries=[{"EventBusName": out["bus_name"], "Source": "paystream.stripe",
-                  "DetailType": "stripe.payment_intent.succeeded", "Detail": json.dumps({"transaction_id": "tx-1"})}]
+        Entries=[
+            # Not a relayed webhook (detail-type stripe.<type>): not for the processor, whatever its source.
+            {"EventBusName": out["bus_name"], "Source": "paystream.stripe", "DetailType": "payment.succeeded",
+             "Detail": json.dumps({"transaction_id": "tx-0"})},
+            {"EventBusName": out["bus_name"], "Source": "paystream.stripe",
+             "DetailType": "stripe.payment_intent.succeeded", "Detail": json.dumps({"transaction_id": "tx-1"})},
+        ]
     )
     deadline = time.monotonic() + 10
     messages = []
     while not messages and time.monotonic() < deadline:
-        messages = sqs.receive_message(QueueUrl=out["queue_urls"]["process-payment"], WaitTimeSeconds=1).get("Messages", [])
+        messages = sqs.receive_message(QueueUrl=out["queue_urls"]["process-payment"], WaitTimeSeconds=1,
+                                       MaxNumberOfMessages=10).get("Messages", [])
     assert messages, "the stripe-events rule did not deliver to the process-payment queue"
-    assert json.loads(messages[0]["Body"])["detail"] == {"transaction_id": "tx-1"}
+    assert [json.loads(m["Body"])["detail"] for m in messages] == [{"transaction_id": "tx-1"}]
 
 
 def test_every_dlq_has_an_alarm_notifying_ops(stack, aws):
@@ -190,3 +199,45 @@ def test_api_stage_v1_routes_the_webhook_without_api_key(stack, aws):
     assert function_arn in method["methodIntegration"]["uri"]
     plans = apigw.get_usage_plans(keyId=out["api_key_id"])["items"]
     assert [s["stage"] for p in plans for s in p["apiStages"] if s["apiId"] == out["api_id"]] == ["v1"]
+
+
+def _drain(sqs, url: str, transaction_ids: set[str], expected: int) -> list[dict]:
+    """The details of messages about `transaction_ids` on a queue (other tests publish on the same bus),
+    polled until `expected` arrived or 10 s passed, then until the queue has nothing more."""
+    details: list[dict] = []
+    deadline = time.monotonic() + 10
+    while True:
+        batch = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages", [])
+        for m in batch:
+            detail = json.loads(m["Body"])["detail"]
+            if detail.get("transaction_id") in transaction_ids:
+                details.append(detail)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        if (len(details) >= expected and not batch) or time.monotonic() > deadline:
+            return details
+
+
+def test_only_retryable_failures_reach_the_retry_queue_and_outcomes_the_notifier(stack, aws):
+    _, out = stack
+    sqs = aws("sqs")
+
+    def event(tid: str, detail_type: str, source: str = "paystream.payments", **detail) -> dict:
+        return {"EventBusName": out["bus_name"], "Source": source, "DetailType": detail_type,
+                "Detail": json.dumps({"transaction_id": tid, **detail})}
+
+    aws("events").put_events(Entries=[
+        event("rate-limited", "payment.failed", retryable=True, failure_code="rate_limited"),
+        event("processing-error", "payment.failed", retryable=True, failure_code="processing_error"),
+        event("declined", "payment.failed", retryable=False, failure_code="card_declined"),
+        event("final", "payment.failed", retryable=False, final=True, attempt=3),
+        event("refunded", "payment.refunded", amount_refunded=100),
+        # Only payment events (source paystream.payments) are payment outcomes.
+        event("not-a-payment-event", "payment.failed", "paystream.stripe", retryable=True),
+        event("created", "payment.created"),
+    ])
+    mine = {"rate-limited", "processing-error", "declined", "final", "refunded", "created"}
+    retried = _drain(sqs, out["queue_urls"]["payment-retry"], mine, expected=2)
+    assert sorted(d["transaction_id"] for d in retried) == ["processing-error", "rate-limited"]
+    notified = _drain(sqs, out["queue_urls"]["notifications"], mine, expected=5)
+    assert sorted(d["transaction_id"] for d in notified) == ["declined", "final", "processing-error", "rate-limited",
+                                                             "refunded"]

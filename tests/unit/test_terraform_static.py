@@ -54,8 +54,9 @@ def test_terraform_files_are_formatted():
 
 
 def test_modules_with_logic_have_terraform_tests():
-    # Route nesting and event-source wiring are computed, so they are tested, not only validated.
-    for module in ("api", "lambda_function"):
+    # Route nesting and event-source wiring are computed, so they are tested, not only validated; so are
+    # the failure paths (rule targets' retry policy + DLQ, each queue's own DLQ, an alarm per DLQ).
+    for module in ("api", "lambda_function", "event_bus", "queues", "alarms"):
         assert list((TERRAFORM_DIR / "modules" / module / "tests").glob("*.tftest.hcl")), module
 
 

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from localdev.dataplane.alarms import AlarmEvaluator
 from localdev.dataplane.apigw import ApiGatewayServer, RouteTable
 from localdev.dataplane.artifacts import ArtifactStore
 from localdev.dataplane.discovery import discover
@@ -78,6 +79,8 @@ class DataPlane:
             raise
         self.invoke_url = f"http://127.0.0.1:{self.invoke_api.server_address[1]}"
         self.manager = self._poller_manager()
+        # moto stores CloudWatch alarms but never evaluates them: this makes the DLQ alarms fire.
+        self.alarms = AlarmEvaluator(self.clients, region)
         self._reload_lock = threading.Lock()
 
     def _poller_manager(self):
@@ -117,6 +120,7 @@ class DataPlane:
             "functions": self.registry.status(),
             "mappings": self.manager.status() if self.manager is not None else [],
             "routes": self.apigw.table.routes(),
+            "alarms": self.alarms.status(),
         }
 
     def register(self) -> None:
@@ -137,8 +141,10 @@ class DataPlane:
         self.reload()
         self.apigw.start()
         self.invoke_api.start()
+        self.alarms.start()
 
     def stop(self) -> None:
+        self.alarms.stop()
         if self.manager is not None:
             self.manager.stop()
         self.apigw.stop()

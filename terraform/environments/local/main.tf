@@ -126,6 +126,24 @@ locals {
       event_source_mappings = {}
     }
 
+    refund_payment = {
+      description = "POST /payments/{transaction_id}/refunds: idempotent full or partial refund, cumulative amount from Stripe"
+      handler     = "handler.handler"
+      memory_size = 512
+      timeout     = 15
+      layers      = ["core", "deps"]
+      environment = merge(local.stripe_caller_environment, {
+        IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
+        POWERTOOLS_SERVICE_NAME = "refund_payment"
+      })
+      # Refunds are never parked (503 + Retry-After instead): no queue access.
+      iam_statements = concat(local.stripe_caller_statements, [
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+      ])
+      routes                = { "POST /payments/{transaction_id}/refunds" = { api_key_required = true } }
+      event_source_mappings = {}
+    }
+
     outbox_relay = {
       description = "Publishes stored events and webhooks from the transactions stream to the bus and the fraud stream"
       handler     = "handler.handler"
@@ -164,22 +182,136 @@ locals {
         }
       }
     }
+
+    process_payment = {
+      description = "Maps stored Stripe webhooks onto the payments' events through the state machine"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 20
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE       = module.data.transactions_table_name
+        OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
+        UNMATCHED_RETRY_RECEIVES = "3"
+        # An unmatched event comes back after 1 s × its receive count instead of the queue's 30 s.
+        UNMATCHED_RETRY_DELAY_SECONDS = "1"
+        PROCESS_PAYMENT_QUEUE_URL     = module.queues.queue_urls["process-payment"]
+        POWERTOOLS_SERVICE_NAME       = "process_payment"
+        LOG_LEVEL                     = "INFO"
+      }
+      iam_statements = [
+        # TransactWriteItems is authorised per item (PutItem: events, projection, PaymentIntent link);
+        # GetItem reads a projection or a link, Query reloads a payment after a concurrent append,
+        # UpdateItem notes each webhook's outcome on its inbox item.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      # The mapping also grants ChangeMessageVisibility on the queue (the short retry delay above).
+      event_source_mappings = {
+        stripe_events = {
+          event_source_arn = module.queues.queue_arns["process-payment"]
+          batch_size       = 10
+        }
+      }
+    }
+
+    notifier = {
+      description = "Publishes payment outcomes to payment-notifications (disputes also to ops-alerts), once per event"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 20
+      layers      = ["core", "deps"]
+      environment = {
+        # Required by every function's settings; the notifier itself never reads the table.
+        TRANSACTIONS_TABLE      = module.data.transactions_table_name
+        IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
+        NOTIFICATIONS_TOPIC_ARN = module.topics.topic_arns["payment-notifications"]
+        OPS_ALERTS_TOPIC_ARN    = module.topics.topic_arns["ops-alerts"]
+        POWERTOOLS_SERVICE_NAME = "notifier"
+        LOG_LEVEL               = "INFO"
+      }
+      iam_statements = [
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+        { sid = "Notify", actions = ["sns:Publish"], resources = [module.topics.topic_arns["payment-notifications"], module.topics.topic_arns["ops-alerts"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      event_source_mappings = {
+        notifications = {
+          event_source_arn = module.queues.queue_arns["notifications"]
+          batch_size       = 10
+        }
+      }
+    }
+
+    payment_retry = {
+      description = "Charges retryable failed payments again with exponential backoff, at most PAYMENT_RETRY_MAX_ATTEMPTS in all"
+      handler     = "handler.handler"
+      memory_size = 512
+      timeout     = 30
+      layers      = ["core", "deps"]
+      environment = merge(local.stripe_caller_environment, {
+        IDEMPOTENCY_TABLE          = module.data.idempotency_table_name
+        PAYMENT_RETRY_QUEUE_URL    = module.queues.queue_urls["payment-retry"]
+        PAYMENT_RETRY_MAX_ATTEMPTS = "3"
+        # Locally 2 s, 4 s, … so a retry drill takes seconds; the default is 30 s, 60 s, … up to 15 min.
+        PAYMENT_RETRY_BACKOFF_BASE_SECONDS = "2"
+        PAYMENT_RETRY_BACKOFF_MAX_SECONDS  = "60"
+        POWERTOOLS_SERVICE_NAME            = "payment_retry"
+      })
+      iam_statements = concat(local.stripe_caller_statements, [
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+      ])
+      routes = {}
+      # The mapping grants ChangeMessageVisibility on the queue: the backoff is the message's visibility.
+      event_source_mappings = {
+        retries = {
+          event_source_arn = module.queues.queue_arns["payment-retry"]
+          batch_size       = 10
+        }
+      }
+    }
   }
 
   # Consumer queues fed by bus rules; each gets its own DLQ.
   queues = {
-    process-payment = { visibility_timeout_seconds = 180, max_receive_count = 5 }
+    process-payment = { visibility_timeout_seconds = 30, max_receive_count = 3 }
     # Payments accepted while Stripe is unavailable, resumed when the breaker lets a probe through.
     parked-payments = { visibility_timeout_seconds = 60, max_receive_count = 10 }
     # The outbox relay's on-failure destination: pointers to stream records it could not publish.
     relay-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    # Payment outcomes for the notifier.
+    notifications = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    # Retryable failed payments; a message waits out its backoff invisible (one receive per wait), so
+    # it may be received a few times per attempt before it lands in the DLQ.
+    payment-retry = { visibility_timeout_seconds = 60, max_receive_count = 10 }
   }
 
   rules = {
     stripe-events = {
-      description   = "Stored Stripe webhooks to the payment processor"
-      event_pattern = jsonencode({ source = ["paystream.stripe"] })
+      description = "Stored Stripe webhooks to the payment processor"
+      # Only the relayed webhooks (stripe.<type>), never a payment event.
+      event_pattern = jsonencode({ source = ["paystream.stripe"], "detail-type" = [{ prefix = "stripe." }] })
       target_queue  = "process-payment"
+    }
+    notifications = {
+      description = "Payment outcomes a customer hears about, to the notifier"
+      event_pattern = jsonencode({
+        source        = ["paystream.payments"]
+        "detail-type" = ["payment.succeeded", "payment.failed", "payment.refunded", "payment.disputed"]
+      })
+      target_queue = "notifications"
+    }
+    payment-retries = {
+      description = "Retryable payment failures (never card declines) to the retry function"
+      event_pattern = jsonencode({
+        source        = ["paystream.payments"]
+        "detail-type" = ["payment.failed"]
+        detail        = { retryable = [true] }
+      })
+      target_queue = "payment-retry"
     }
   }
 

@@ -26,6 +26,7 @@ class ApiError(Exception):
     error: str
     message: str | None = None
     details: list[dict[str, str]] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Retry-After on a 503
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"error": self.error}
@@ -75,3 +76,58 @@ def caller_identity(request_context: Mapping[str, Any]) -> str:
     """Who is calling: the API key's id (API Gateway sets it on methods that require a key)."""
     identity = request_context.get("identity") or {}
     return identity.get("apiKeyId") or identity.get("apiKey") or "anonymous"
+
+
+# ---------------------------------------------------------------- idempotent API requests
+# What every POST with an Idempotency-Key shares (POST /payments, POST /payments/{id}/refunds): Powertools
+# idempotency keyed by the caller's API key id and the header, the request as the payload to validate.
+
+IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
+
+
+def _mark_replayed(response: dict, data_record: Any) -> dict:
+    return {**response, "replayed": True}
+
+
+def request_idempotency(table_name: str, dynamodb_client: Any) -> tuple[Any, Any]:
+    """(persistence layer, config) for `idempotent_function(data_keyword_argument="command", …)` over
+    commands built by `idempotent_command`. A replayed outcome carries `"replayed": True`."""
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
+
+    config = IdempotencyConfig(
+        event_key_jmespath="[caller, idempotency_key]",
+        payload_validation_jmespath="request",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
+        response_hook=_mark_replayed,
+    )
+    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=dynamodb_client), config
+
+
+def idempotent_command(caller: str, key: str, request: Mapping[str, Any], **fields: Any) -> dict[str, Any]:
+    """The idempotent function's argument: keyed by caller + key, validated on `request`."""
+    return {"caller": caller, "idempotency_key": key, "request": dict(request), **fields}
+
+
+class idempotency_refusals:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
+    """Powertools' refusals as API errors: the same key still in flight → 409, with another body → 422.
+
+    A class rather than @contextmanager: contextlib assigns `__traceback__` on exceptions passing
+    through a generator, which a frozen ApiError raised inside the block would refuse."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
+        if isinstance(exc, IdempotencyAlreadyInProgressError):
+            raise ApiError(409, "request_in_progress",
+                           "a request with this Idempotency-Key is still being processed: retry shortly") from None
+        if isinstance(exc, IdempotencyValidationError):
+            raise ApiError(422, "idempotency_key_reused",
+                           "this Idempotency-Key was used with a different request body: use a new key") from None
+        return False

@@ -43,6 +43,19 @@ class Settings(BaseModel):
     ops_alerts_topic_arn: str | None = Field(None, json_schema_extra={"env": "OPS_ALERTS_TOPIC_ARN"})
     # Local fault drills only (the local Terraform environment sets it): honour the X-Paystream-Fault header.
     fault_injection_enabled: bool = Field(False, json_schema_extra={"env": "FAULT_INJECTION_ENABLED"})
+    # Customer-facing notifications (lambdas/notifier).
+    notifications_topic_arn: str | None = Field(None, json_schema_extra={"env": "NOTIFICATIONS_TOPIC_ARN"})
+    # Retries of retryable failed payments (lambdas/payment_retry): attempts in all, the first charge included.
+    payment_retry_queue_url: str | None = Field(None, json_schema_extra={"env": "PAYMENT_RETRY_QUEUE_URL"})
+    payment_retry_max_attempts: int = Field(3, ge=1, le=10, json_schema_extra={"env": "PAYMENT_RETRY_MAX_ATTEMPTS"})
+    payment_retry_backoff_base_seconds: int = Field(30, ge=1, le=3600, json_schema_extra={"env": "PAYMENT_RETRY_BACKOFF_BASE_SECONDS"})
+    payment_retry_backoff_max_seconds: int = Field(900, ge=1, le=43200, json_schema_extra={"env": "PAYMENT_RETRY_BACKOFF_MAX_SECONDS"})
+    # Stripe webhook processing (lambdas/process_payment): an event no payment matches is delivered again
+    # until it has been received this many times (its link may not be written yet), then recorded as unmatched.
+    unmatched_retry_receives: int = Field(3, ge=1, le=100, json_schema_extra={"env": "UNMATCHED_RETRY_RECEIVES"})
+    # Seconds × receive count before such an event is delivered again (its queue's visibility timeout otherwise).
+    unmatched_retry_delay_seconds: int = Field(5, ge=0, le=900, json_schema_extra={"env": "UNMATCHED_RETRY_DELAY_SECONDS"})
+    process_payment_queue_url: str | None = Field(None, json_schema_extra={"env": "PROCESS_PAYMENT_QUEUE_URL"})
 
     @classmethod
     def env_name(cls, field: str) -> str:

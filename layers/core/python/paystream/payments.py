@@ -71,7 +71,22 @@ def stripe_idempotency_key(transaction_id: str) -> str:
     return f"paystream:{transaction_id}:create"
 
 
-def _stored_intent(intent: dict) -> str:
+def create_payment_intent(gateway: Gateway, projection: Projection) -> dict:
+    """The payment's one PaymentIntent create: always the same parameters and idempotency key, so any
+    repeat of it (a retry after a crash, a retry of a rate-limited create) gets the original answer."""
+    return gateway.create_and_confirm_payment_intent(
+        transaction_id=projection.transaction_id,
+        amount=projection.amount,
+        currency=projection.currency,
+        customer_id=projection.customer_id,
+        payment_method_id=projection.payment_method_id,
+        description=projection.description,
+        metadata={"order_id": projection.order_id},
+        idempotency_key=stripe_idempotency_key(projection.transaction_id),
+    )
+
+
+def stored_intent(intent: dict) -> str:
     """The raw PaymentIntent as stored in the event: everything but the client secret."""
     return json.dumps({k: v for k, v in intent.items() if k != "client_secret"}, sort_keys=True, default=str)
 
@@ -133,18 +148,8 @@ class PaymentService:
         """The one Stripe call (keyed by the transaction id), then the event that records its answer."""
         from paystream.adapters.stripe_gateway import PaymentProviderError
 
-        transaction_id = projection.transaction_id
         try:
-            intent = self._gateway.create_and_confirm_payment_intent(
-                transaction_id=transaction_id,
-                amount=projection.amount,
-                currency=projection.currency,
-                customer_id=projection.customer_id,
-                payment_method_id=projection.payment_method_id,
-                description=projection.description,
-                metadata={"order_id": projection.order_id},
-                idempotency_key=stripe_idempotency_key(transaction_id),
-            )
+            intent = create_payment_intent(self._gateway, projection)
         except PaymentProviderError as error:
             if error.unavailable:
                 self._breaker.record_failure(permit)
@@ -159,7 +164,7 @@ class PaymentService:
         detail = {
             "payment_intent_id": intent["id"],
             "stripe_status": intent.get("status"),
-            "stripe_payment_intent": _stored_intent(intent),
+            "stripe_payment_intent": stored_intent(intent),
         }
         if event_type == "payment.failed":
             detail |= {"retryable": False, "failure_code": "requires_payment_method",
@@ -203,21 +208,33 @@ class PaymentService:
         }
         if intent.get("id"):
             detail |= {"payment_intent_id": intent["id"], "stripe_status": intent.get("status"),
-                       "stripe_payment_intent": _stored_intent(intent)}
+                       "stripe_payment_intent": stored_intent(intent)}
         projection = self._append(projection, "payment.failed", detail)
         return InitiateResult(201, _response(projection, intent.get("client_secret")))
 
     def _append(self, projection: Projection, event_type: str, detail: dict[str, Any]) -> Projection:
-        """Append one event through the state machine; on a concurrent append, re-read and decide again."""
-        for _ in range(MAX_APPEND_ATTEMPTS):
-            decision = decide(projection, event_type, detail)
-            if not decision.append:
-                return projection  # a webhook got there first with the same or a later fact
-            event = next_event(projection, event_type, detail)
-            updated = apply(projection, event)
-            try:
-                self._store.append(projection.transaction_id, projection.last_sequence, [event], updated)
-                return updated
-            except ConcurrentAppendError:
-                projection = self._store.load(projection.transaction_id)[0]
-        raise ConcurrentAppendError(f"payment {projection.transaction_id}: gave up after {MAX_APPEND_ATTEMPTS} concurrent appends")
+        return append_event(self._store, projection, event_type, detail)
+
+
+def append_event(store: EventStore, projection: Projection, event_type: str, detail: dict[str, Any],
+                 *, source: str = "paystream.payments") -> Projection:
+    """Append one event through the state machine; on a concurrent append, re-read and decide again.
+
+    Returns the projection after the append, or the (re-read) projection unchanged when the state
+    machine says the fact is already known (a webhook got there first with the same or a later fact).
+    """
+    for _ in range(MAX_APPEND_ATTEMPTS):
+        decision = decide(projection, event_type, detail)
+        if not decision.append:
+            return projection
+        event = next_event(projection, event_type, detail, source=source)
+        updated = apply(projection, event)
+        # A PaymentIntent recorded for the first time gets its link to the payment in the same write.
+        link = updated.payment_intent_id if updated.payment_intent_id != projection.payment_intent_id else None
+        try:
+            store.append(projection.transaction_id, projection.last_sequence, [event], updated,
+                         link_payment_intent=link)
+            return updated
+        except ConcurrentAppendError:
+            projection = store.load(projection.transaction_id)[0]
+    raise ConcurrentAppendError(f"payment {projection.transaction_id}: gave up after {MAX_APPEND_ATTEMPTS} concurrent appends")

@@ -14,6 +14,7 @@ from typing import Any, Protocol, Sequence
 from paystream.models import PaymentEvent, Projection
 
 PROJECTION_SK = "PROJECTION"
+PAYMENT_INTENT_LINK_SK = "LINK"
 _CONFLICT_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
 
 
@@ -67,6 +68,10 @@ class PaymentNotFound(EventStoreError, LookupError):
     pass
 
 
+class PaymentIntentLinkConflict(EventStoreError):
+    """The PaymentIntent is already linked to another payment: a bug or a forged id, never fixed by retrying."""
+
+
 def event_item(event: PaymentEvent) -> dict[str, Any]:
     return {
         "pk": partition_key(event.transaction_id),
@@ -74,6 +79,16 @@ def event_item(event: PaymentEvent) -> dict[str, Any]:
         "item_type": "event",
         **event.model_dump(mode="json"),
     }
+
+
+def payment_intent_link_key(payment_intent_id: str) -> str:
+    return f"PAYMENT_INTENT#{payment_intent_id}"
+
+
+def payment_intent_link_item(payment_intent_id: str, transaction_id: str) -> dict[str, Any]:
+    # The relay's stream filter passes only item_type event|stripe_event: links are never published.
+    return {"pk": payment_intent_link_key(payment_intent_id), "sk": PAYMENT_INTENT_LINK_SK,
+            "item_type": "payment_intent_link", "transaction_id": transaction_id}
 
 
 def projection_item(projection: Projection) -> dict[str, Any]:
@@ -109,11 +124,15 @@ class EventStore:
         expected_last_sequence: int,
         events: Sequence[PaymentEvent],
         new_projection: Projection,
+        *,
+        link_payment_intent: str | None = None,
     ) -> None:
         """Append events after `expected_last_sequence` and replace the projection, in one round trip.
 
         With no events it only replaces the projection, still guarded by `expected_last_sequence`
-        (what a projection rebuild writes)."""
+        (what a projection rebuild writes). `link_payment_intent`: a PaymentIntent id this write
+        records for the first time; the same transaction stores its link to the payment, so a
+        webhook that names only the PaymentIntent (charges, disputes) finds the payment."""
         if new_projection.transaction_id != transaction_id:
             raise ValueError(f"projection of {new_projection.transaction_id} passed for {transaction_id}")
         _check_write(new_projection, expected_last_sequence, events)
@@ -123,9 +142,18 @@ class EventStore:
                 projection_item(new_projection), "last_sequence = :expected", {":expected": expected_last_sequence}
             )
         )
+        if link_payment_intent:
+            # Written again by a retried append: only a link to ANOTHER payment is refused.
+            puts.append(ConditionalPut(payment_intent_link_item(link_payment_intent, transaction_id),
+                                       "attribute_not_exists(pk) OR transaction_id = :transaction_id",
+                                       {":transaction_id": transaction_id}))
         try:
             self._table.transact_put(puts, token=events[0].event_id if events else None)
         except TransactionCancelled as exc:
+            if link_payment_intent and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+                raise PaymentIntentLinkConflict(
+                    f"PaymentIntent {link_payment_intent} is already linked to another payment than {transaction_id}"
+                ) from exc
             raise _cancelled(
                 exc,
                 ConcurrentAppendError(
@@ -148,6 +176,11 @@ class EventStore:
     def get_projection(self, transaction_id: str) -> Projection | None:
         item = self._table.get_item(partition_key(transaction_id), PROJECTION_SK)
         return None if item is None else Projection.model_validate(item)
+
+    def find_transaction_id(self, payment_intent_id: str) -> str | None:
+        """The payment a PaymentIntent belongs to, from the link its first recording wrote (1 GetItem)."""
+        item = self._table.get_item(payment_intent_link_key(payment_intent_id), PAYMENT_INTENT_LINK_SK)
+        return None if item is None else item.get("transaction_id")
 
 
 def _check_write(projection: Projection, expected_last_sequence: int, events: Sequence[PaymentEvent]) -> None:

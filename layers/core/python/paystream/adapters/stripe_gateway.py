@@ -12,6 +12,8 @@ from typing import Any
 
 import stripe
 
+from paystream.stripe_failures import failure_is_retryable
+
 # Stripe's own limits on metadata (https://docs.stripe.com/api/metadata).
 METADATA_MAX_KEYS = 50
 METADATA_MAX_KEY_LENGTH = 40
@@ -54,7 +56,9 @@ def map_stripe_error(exc: stripe.StripeError) -> PaymentProviderError:
         "http_status": exc.http_status,
     }
     if isinstance(exc, stripe.CardError):
-        return PaymentProviderError(exc.code or "card_declined", retryable=False, **common)
+        # Mostly declines (never retried); a card `processing_error` is Stripe's side and retryable.
+        retryable = failure_is_retryable(error_type="card_error", code=exc.code, decline_code=common["decline_code"])
+        return PaymentProviderError(exc.code or "card_declined", retryable=retryable, **common)
     if isinstance(exc, stripe.IdempotencyError):
         # Same idempotency key with different parameters: a platform bug, never fixed by retrying.
         return PaymentProviderError("idempotency_conflict", retryable=False, **common)
@@ -71,6 +75,18 @@ def map_stripe_error(exc: stripe.StripeError) -> PaymentProviderError:
     # Any other 4xx (409 conflicts on a locked object…): Stripe tells us whether a retry can help.
     should_retry = (exc.headers or {}).get("stripe-should-retry") == "true"
     return PaymentProviderError("provider_error", retryable=should_retry, **common)
+
+
+# Stripe refuses a refund above what is left on the charge: `charge_already_refunded` when nothing is
+# left, otherwise an invalid_request_error on the `amount` parameter. Both become this kind.
+REFUND_EXCEEDS_REMAINING = "refund_exceeds_remaining"
+
+
+def _refund_refusal(exc: stripe.InvalidRequestError) -> PaymentProviderError:
+    error = map_stripe_error(exc)
+    if exc.code == "charge_already_refunded" or getattr(exc, "param", None) == "amount":
+        error.kind = REFUND_EXCEEDS_REMAINING
+    return error
 
 
 def _check_metadata(metadata: dict[str, str]) -> None:
@@ -152,9 +168,33 @@ class StripeGateway:
             params["reason"] = reason
         try:
             refund = self._client.v1.refunds.create(params=params, options={"idempotency_key": idempotency_key})
+        except stripe.InvalidRequestError as exc:
+            raise _refund_refusal(exc) from exc
         except stripe.StripeError as exc:
             raise map_stripe_error(exc) from exc
         return _to_dict(refund)
+
+    def retrieve_charge(self, charge_id: str) -> dict:
+        """The charge (its `amount_refunded` is the cumulative amount Stripe has refunded on it)."""
+        try:
+            return _to_dict(self._client.v1.charges.retrieve(charge_id))
+        except stripe.StripeError as exc:
+            raise map_stripe_error(exc) from exc
+
+    def confirm_payment_intent(self, payment_intent_id: str, *, payment_method_id: str, idempotency_key: str) -> dict:
+        """Confirm an existing PaymentIntent again (a retry after a retryable failure) with its payment
+        method: Stripe clears it from a PaymentIntent whose last attempt failed. A decline raises
+        PaymentProviderError with `payment_intent` set, as create does."""
+        try:
+            intent = self._client.v1.payment_intents.confirm(
+                payment_intent_id, params={"payment_method": payment_method_id},
+                options={"idempotency_key": idempotency_key},
+            )
+        except stripe.CardError as exc:
+            raise self._card_error(exc) from exc
+        except stripe.StripeError as exc:
+            raise map_stripe_error(exc) from exc
+        return _to_dict(intent)
 
     def _card_error(self, exc: stripe.CardError) -> PaymentProviderError:
         error = map_stripe_error(exc)

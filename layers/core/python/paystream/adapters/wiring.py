@@ -13,6 +13,7 @@ from paystream.adapters.messaging import OpsAlerts, SqsParker
 from paystream.breaker import CircuitBreaker
 from paystream.config import Settings
 from paystream.payments import PaymentService
+from paystream.refunds import RefundService
 from paystream.store import EventStore
 
 
@@ -63,8 +64,20 @@ def event_store(settings: Settings) -> EventStore:
 
 
 def payment_service(settings: Settings, fault_point: Callable[[str], None] | None = None) -> PaymentService:
+    breaker = stripe_breaker(settings)
+    return PaymentService(
+        store=event_store(settings),
+        gateway=LazyStripeGateway(settings),
+        breaker=breaker,
+        parker=SqsParker(LazyClient("sqs"), settings.parked_queue_url),
+        fault_point=fault_point,
+    )
+
+
+def stripe_breaker(settings: Settings) -> CircuitBreaker:
+    """The Stripe circuit breaker every Stripe-calling function shares (its state is one DynamoDB item)."""
     alerts = OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn)
-    breaker = CircuitBreaker(
+    return CircuitBreaker(
         "stripe",
         DynamoDBBreakerStore(dynamodb_client(), settings.transactions_table),
         failure_threshold=settings.breaker_failure_threshold,
@@ -73,10 +86,46 @@ def payment_service(settings: Settings, fault_point: Callable[[str], None] | Non
         closed_cache_seconds=settings.breaker_closed_cache_seconds,
         on_transition=alerts.breaker_transition,
     )
-    return PaymentService(
+
+
+def refund_service(settings: Settings) -> RefundService:
+    return RefundService(
         store=event_store(settings),
         gateway=LazyStripeGateway(settings),
-        breaker=breaker,
-        parker=SqsParker(LazyClient("sqs"), settings.parked_queue_url),
-        fault_point=fault_point,
+        breaker=stripe_breaker(settings),
+        retry_after_seconds=settings.breaker_cooldown_seconds,
+    )
+
+
+def retry_service(settings: Settings) -> "RetryService":
+    from paystream.retries import RetryPolicy, RetryService
+
+    policy = RetryPolicy(
+        max_attempts=settings.payment_retry_max_attempts,
+        backoff_base_seconds=settings.payment_retry_backoff_base_seconds,
+        backoff_max_seconds=settings.payment_retry_backoff_max_seconds,
+    )
+    return RetryService(store=event_store(settings), gateway=LazyStripeGateway(settings),
+                        breaker=stripe_breaker(settings), policy=policy)
+
+
+def notification_service(settings: Settings) -> "NotificationService":
+    from paystream.adapters.notification_topics import SnsTopicPublisher
+    from paystream.notifications import NotificationService
+
+    return NotificationService(SnsTopicPublisher(LazyClient("sns")),
+                               notifications_topic_arn=settings.notifications_topic_arn,
+                               ops_alerts_topic_arn=settings.ops_alerts_topic_arn)
+
+
+def stripe_event_processor(settings: Settings) -> "StripeEventProcessor":
+    """The webhook processor of lambdas/process_payment: event store, inbox outcomes, ops alerts."""
+    from paystream.adapters.inbox import DynamoDBWebhookOutcomes
+    from paystream.processing import StripeEventProcessor
+
+    return StripeEventProcessor(
+        store=event_store(settings),
+        outcomes=DynamoDBWebhookOutcomes(dynamodb_client(), settings.transactions_table),
+        alerts=OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn),
+        unmatched_retry_receives=settings.unmatched_retry_receives,
     )

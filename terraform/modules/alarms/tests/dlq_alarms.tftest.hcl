@@ -1,0 +1,46 @@
+# Offline: `terraform test` with a mocked provider checks that every DLQ is alarmed to the given topic.
+mock_provider "aws" {}
+
+variables {
+  name_prefix = "paystream-test"
+  dead_letter_queues = {
+    process-payment   = "paystream-test-process-payment-dlq"
+    event-bus-targets = "paystream-test-payments-target-dlq"
+  }
+  alarm_action_arns = ["arn:aws:sns:us-east-1:000000000000:ops-alerts"]
+}
+
+run "one_alarm_per_dlq_with_the_ops_topic_as_action" {
+  command = plan
+
+  assert {
+    condition     = toset(keys(aws_cloudwatch_metric_alarm.dlq)) == toset(keys(var.dead_letter_queues))
+    error_message = "every DLQ needs its own alarm"
+  }
+
+  assert {
+    condition = alltrue([for k, a in aws_cloudwatch_metric_alarm.dlq :
+      a.namespace == "AWS/SQS" && a.metric_name == "ApproximateNumberOfMessagesVisible"
+      && a.dimensions["QueueName"] == var.dead_letter_queues[k] && length(a.dimensions) == 1
+      && a.comparison_operator == "GreaterThanThreshold" && a.threshold == 0
+    ])
+    error_message = "an alarm fires on any visible message in its own DLQ"
+  }
+
+  assert {
+    condition = alltrue([for a in aws_cloudwatch_metric_alarm.dlq :
+      a.alarm_actions == toset(var.alarm_action_arns) && a.ok_actions == toset(var.alarm_action_arns)
+    ])
+    error_message = "the ops topic must hear when an alarm fires and when it clears"
+  }
+}
+
+run "an_alarm_without_an_action_is_refused" {
+  command = plan
+
+  variables {
+    alarm_action_arns = []
+  }
+
+  expect_failures = [var.alarm_action_arns]
+}
