@@ -13,7 +13,8 @@ import stripe
 
 from .conftest import run_localdev
 
-pytestmark = pytest.mark.e2e
+# These restart components of the session's stack: conftest runs them last.
+pytestmark = [pytest.mark.e2e, pytest.mark.restarts_stack]
 
 
 @pytest.fixture()
