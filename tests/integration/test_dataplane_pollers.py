@@ -631,3 +631,27 @@ def test_stop_ends_every_poller_thread(aws):
     manager.stop()
     assert [t.name for t in threading.enumerate() if t.name.startswith("poller-")] == []
     assert manager.status() == []
+
+
+def test_a_stream_iterator_gone_stale_is_replaced_and_nothing_is_skipped(aws, run_pollers):
+    """moto's iterators can go stale (return nothing while the shard grows); the consumer swaps an iterator
+    that stayed empty for a fresh one after the last record read. Here the stale iterator is forced: one
+    pointing far past the end of the shard."""
+    table, stream_arn = make_table(aws)
+    ddb = aws("dynamodb")
+    ddb.put_item(TableName=table, Item={"pk": {"S": "first"}})
+    recorder = Recorder()
+    manager = run_pollers(recorder, mapping(stream_arn, BatchSize=10, StartingPosition="TRIM_HORIZON"))
+    eventually(lambda: sum(map(len, recorder.snapshot())) >= 1, what="the first record")
+    (_, poller), = manager._pollers.values()
+    (consumer,), = [list(poller.consumers.values())]
+    streams = aws("dynamodbstreams")
+    far_ahead = str(int(consumer.last_read) + 1000)
+    consumer.iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=consumer.shard_id,
+                                                   ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                                   SequenceNumber=far_ahead)["ShardIterator"]
+    ddb.put_item(TableName=table, Item={"pk": {"S": "second"}})
+    ddb.put_item(TableName=table, Item={"pk": {"S": "third"}})
+    records = eventually(lambda: sum(recorder.snapshot(), []) if sum(map(len, recorder.snapshot())) >= 3 else None,
+                         what="the records written after the iterator went stale", timeout=30)
+    assert [r["dynamodb"]["Keys"]["pk"]["S"] for r in records] == ["first", "second", "third"]

@@ -31,6 +31,10 @@ IDLE_WAIT_SECONDS = 0.3  # per shard, when the shard has no new records
 SHARD_REFRESH_SECONDS = 5.0  # how often the shard list is re-read (resharding, new DynamoDB shards)
 RETRY_DELAY_SECONDS = (0.1, 2.0)  # before retrying a failed batch: doubling up to the cap
 _ITERATOR_GONE = {"ExpiredIteratorException", "TrimmedDataAccessException"}
+# After this many empty reads in a row a shard's iterator is exchanged for a fresh one after the last
+# record read. AWS iterators simply expire after 15 minutes; moto's can go stale under concurrent
+# writes and then return nothing while the shard keeps growing (seen in the e2e suite).
+REFRESH_ITERATOR_AFTER_EMPTY_READS = 10
 
 
 @dataclass
@@ -272,6 +276,7 @@ class ShardConsumer:
         self.finished = False  # ... and everything read was processed
         self.state = "starting"
         self.last_read: str | None = poller.checkpoints.get(shard_id)
+        self.empty_reads = 0
 
     @property
     def checkpoint(self) -> str | None:
@@ -309,8 +314,13 @@ class ShardConsumer:
                 poller.wake()  # its children may start now
                 return
             if not batch:
+                self.empty_reads += 1
+                if self.empty_reads >= REFRESH_ITERATOR_AFTER_EMPTY_READS and self.last_read is not None:
+                    # Re-acquired AFTER_SEQUENCE_NUMBER of the last record read: nothing is skipped or repeated.
+                    self.iterator, self.empty_reads = None, 0
                 poller.wait(IDLE_WAIT_SECONDS)
                 continue
+            self.empty_reads = 0
             self._deliver(batch)
 
     def _first_iterator(self) -> str:
