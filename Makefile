@@ -66,9 +66,10 @@ apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen
 
-bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start)
+bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks
 	$(PY) -m localdev bench
 	$(PY) -m localdev.bench_payments
+	$(PY) -m localdev.bench_webhooks --own-stack
 
 clean: ## remove build outputs and local state (stops the stack first)
 	-$(PY) -m localdev down

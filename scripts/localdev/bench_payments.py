@@ -21,6 +21,7 @@ import os
 import statistics
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +39,8 @@ class StripeStandIn:
 
     def create_and_confirm_payment_intent(self, **kwargs):
         StripeStandIn.calls += 1
-        return {"id": f"pi_{StripeStandIn.calls}", "status": "succeeded", "client_secret": "cs"}
+        # A fresh id per call: the event store links each PaymentIntent to exactly one payment.
+        return {"id": f"pi_{uuid.uuid4().hex[:16]}", "status": "succeeded", "client_secret": "cs"}
 
 
 def count_post_requests() -> dict:

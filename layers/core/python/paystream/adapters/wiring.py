@@ -1,4 +1,8 @@
-"""Builds the payment service from settings: the one place that connects the core to AWS and Stripe."""
+"""Builds the services from settings: the one place that connects the core to AWS and Stripe.
+
+Each function imports only what its own service needs (cold starts): services beyond payments are
+imported inside their factories.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from paystream.adapters.messaging import OpsAlerts, SqsParker
 from paystream.breaker import CircuitBreaker
 from paystream.config import Settings
 from paystream.payments import PaymentService
-from paystream.refunds import RefundService
 from paystream.store import EventStore
 
 
@@ -88,7 +91,9 @@ def stripe_breaker(settings: Settings) -> CircuitBreaker:
     )
 
 
-def refund_service(settings: Settings) -> RefundService:
+def refund_service(settings: Settings) -> "RefundService":
+    from paystream.refunds import RefundService
+
     return RefundService(
         store=event_store(settings),
         gateway=LazyStripeGateway(settings),
@@ -129,3 +134,10 @@ def stripe_event_processor(settings: Settings) -> "StripeEventProcessor":
         alerts=OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn),
         unmatched_retry_receives=settings.unmatched_retry_receives,
     )
+
+
+def fraud_profile_store(settings: Settings, config: "FraudConfig") -> "DynamoDBProfileStore":
+    """The fraud scorer's risk profiles (and the payments' projections it appends fraud.scored to)."""
+    from paystream.adapters.fraud_profiles import DynamoDBProfileStore
+
+    return DynamoDBProfileStore(dynamodb_client(), settings.fraud_profiles_table, settings.transactions_table, config)
