@@ -58,7 +58,8 @@ def test_partial_replayed_rest_then_nothing_left(outputs, stripe_client):
     assert (part["amount_refunded"], part["payment_status"]) == (1500, "partially_refunded")
     status, got, _ = call(outputs, "GET", f"/payments/{txn}")
     assert status == 200 and (got["status"], got["amount_refunded"]) == ("partially_refunded", 1500)
-    assert [e["type"] for e in got["events"]][-1] == "payment.refunded"
+    # fraud.scored (appended asynchronously by the fraud scorer) may come at any point: leave it out.
+    assert [e["type"] for e in got["events"] if e["type"] != "fraud.scored"][-1] == "payment.refunded"
 
     status, again, headers = refund(outputs, txn, {"amount": 1500, "reason": "requested_by_customer"}, key)
     assert status == 200 and again == part and headers.get("Idempotent-Replayed") == "true"

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from .test_payments_api import call, payment
+from .test_payments_api import call, payment, payment_event_types
 
 pytestmark = pytest.mark.e2e
 
@@ -44,7 +44,7 @@ def test_payments_parked_during_an_outage_all_complete_afterwards(outputs, aws_c
         time.sleep(1)
     assert set(statuses.values()) == {"succeeded"}, statuses
     for tid in transaction_ids:
-        events = [e["type"] for e in call(outputs, "GET", f"/payments/{tid}")[1]["events"]]
+        events = payment_event_types(call(outputs, "GET", f"/payments/{tid}")[1])
         assert events == ["payment.created", "payment.queued", "payment.succeeded"]
     dlq = outputs["dlq_urls"]["parked-payments"]
     attributes = aws_client("sqs").get_queue_attributes(QueueUrl=dlq, AttributeNames=["ApproximateNumberOfMessages"])

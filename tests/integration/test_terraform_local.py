@@ -67,14 +67,15 @@ def test_outputs_name_everything_the_stack_needs(stack):
     assert out["function_names"] == {
         name: f"{PREFIX}-{name.replace('_', '-')}"
         for name in ("stripe_webhook", "initiate_payment", "get_payment", "outbox_relay", "resume_payments",
-                     "process_payment", "notifier", "payment_retry", "refund_payment")
+                     "process_payment", "notifier", "payment_retry", "refund_payment", "fraud_scorer")
     }
     assert set(out["queue_urls"]) == {"process-payment", "parked-payments", "relay-failures", "notifications",
-                                      "payment-retry"}
+                                      "payment-retry", "fraud-scoring-failures"}
     assert set(out["dlq_urls"]) == {
         "process-payment", "parked-payments", "relay-failures", "notifications", "payment-retry", "event-bus-targets",
-        "relay-failures-destination"}
-    assert set(out["table_names"]) == {"transactions", "idempotency"}
+        "relay-failures-destination", "fraud-scoring-failures", "fraud-scoring-failures-destination"}
+    assert set(out["table_names"]) == {"transactions", "idempotency", "fraud_profiles"}
+    assert out["parameter_names"] == {"fraud_config": f"/{PREFIX}/fraud-config"}
     assert set(out["topic_arns"]) == {"payment-notifications", "fraud-alerts", "ops-alerts"}
     assert out["secret_ids"] == {
         "stripe_api_key": f"{PREFIX}/stripe-api-key",
@@ -241,3 +242,40 @@ def test_only_retryable_failures_reach_the_retry_queue_and_outcomes_the_notifier
     notified = _drain(sqs, out["queue_urls"]["notifications"], mine, expected=5)
     assert sorted(d["transaction_id"] for d in notified) == ["declined", "final", "processing-error", "rate-limited",
                                                              "refunded"]
+
+
+def test_fraud_scorer_reads_the_stream_with_bounded_retries_and_its_configuration(stack, aws):
+    _, out = stack
+    function_name = out["function_names"]["fraud_scorer"]
+    mappings = [m for m in aws("lambda").list_event_source_mappings()["EventSourceMappings"]
+                if m["FunctionArn"].endswith(f":function:{function_name}")]
+    assert len(mappings) == 1
+    mapping = mappings[0]
+    stream = aws("kinesis").describe_stream_summary(StreamName=out["stream_name"])["StreamDescriptionSummary"]
+    assert mapping["EventSourceArn"] == stream["StreamARN"]
+    assert mapping["BatchSize"] == 100 and mapping["BisectBatchOnFunctionError"] is True
+    assert 0 < mapping["MaximumRetryAttempts"] <= 10 and 0 < mapping["MaximumRecordAgeInSeconds"] <= 86400
+    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    failures_url = out["queue_urls"]["fraud-scoring-failures"]
+    failures_arn = aws("sqs").get_queue_attributes(QueueUrl=failures_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == failures_arn
+
+    environment = aws("lambda").get_function_configuration(FunctionName=function_name)["Environment"]["Variables"]
+    assert environment["FRAUD_PROFILES_TABLE"] == out["table_names"]["fraud_profiles"]
+    assert environment["FRAUD_CONFIG_PARAMETER"] == out["parameter_names"]["fraud_config"]
+    document = aws("ssm").get_parameter(Name=out["parameter_names"]["fraud_config"])["Parameter"]["Value"]
+    assert json.loads(document) == json.loads((PROJECT_ROOT / "terraform/environments/local/fraud-config.json").read_text())
+
+    table = aws("dynamodb").describe_table(TableName=out["table_names"]["fraud_profiles"])["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert table["SSEDescription"]["SSEType"] == "KMS"
+    ttl = aws("dynamodb").describe_time_to_live(TableName=out["table_names"]["fraud_profiles"])
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
+
+
+def test_the_fraud_scorers_iterator_age_is_alarmed_to_ops(stack, aws):
+    _, out = stack
+    alarms = aws("cloudwatch").describe_alarms(AlarmNamePrefix=f"{PREFIX}-iterator-age-")["MetricAlarms"]
+    assert [(a["Namespace"], a["MetricName"], a["Dimensions"]) for a in alarms] == [
+        ("AWS/Lambda", "IteratorAge", [{"Name": "FunctionName", "Value": out["function_names"]["fraud_scorer"]}])]
+    assert alarms[0]["AlarmActions"] == [out["topic_arns"]["ops-alerts"]]

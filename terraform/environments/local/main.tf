@@ -273,6 +273,47 @@ locals {
         }
       }
     }
+
+    fraud_scorer = {
+      description = "Scores each new payment on the fraud stream (risk profiles, weighted rules) and appends fraud.scored"
+      handler     = "handler.handler"
+      memory_size = 512
+      timeout     = 60
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE     = module.data.transactions_table_name
+        FRAUD_PROFILES_TABLE   = module.data.fraud_profiles_table_name
+        FRAUD_CONFIG_PARAMETER = module.parameters.parameter_names["fraud_config"]
+        # Locally a changed configuration applies within 30 s (default 300 s).
+        FRAUD_CONFIG_CACHE_SECONDS = "30"
+        POWERTOOLS_SERVICE_NAME    = "fraud_scorer"
+        LOG_LEVEL                  = "INFO"
+      }
+      iam_statements = [
+        # BatchGetItem reads profiles and payment projections in one call; TransactWriteItems is
+        # authorised per item (PutItem: the profiles, the fraud.scored event and the projection).
+        { sid = "RiskProfiles", actions = ["dynamodb:BatchGetItem", "dynamodb:PutItem"], resources = [module.data.fraud_profiles_table_arn] },
+        { sid = "AppendFraudScored", actions = ["dynamodb:BatchGetItem", "dynamodb:PutItem"], resources = [module.data.transactions_table_arn] },
+        { sid = "FraudConfig", actions = ["ssm:GetParameter"], resources = [module.parameters.parameter_arns["fraud_config"]] },
+        # Decrypt: the encrypted stream and tables; GenerateDataKey: writing the encrypted tables.
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      # The module grants the Kinesis read actions and SendMessage on the on-failure queue.
+      event_source_mappings = {
+        fraud_stream = {
+          event_source_arn  = module.streaming.stream_arn
+          starting_position = "TRIM_HORIZON"
+          batch_size        = 100
+          # A malformed record is isolated by bisecting and sent to the on-failure queue after the
+          # retries; a score more than an hour late is only a report, so older records go there too.
+          bisect_batch_on_function_error = true
+          maximum_retry_attempts         = 5
+          maximum_record_age_in_seconds  = 3600
+          on_failure_destination_arn     = module.queues.queue_arns["fraud-scoring-failures"]
+        }
+      }
+    }
   }
 
   # Consumer queues fed by bus rules; each gets its own DLQ.
@@ -287,6 +328,8 @@ locals {
     # Retryable failed payments; a message waits out its backoff invisible (one receive per wait), so
     # it may be received a few times per attempt before it lands in the DLQ.
     payment-retry = { visibility_timeout_seconds = 60, max_receive_count = 10 }
+    # The fraud scorer's on-failure destination: pointers to fraud-stream records it could not score.
+    fraud-scoring-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
   }
 
   rules = {
@@ -335,6 +378,9 @@ module "data" {
   point_in_time_recovery  = false
   deletion_protection     = false
   tags                    = local.tags
+
+  # Risk profiles of the fraud scorer (docs/fraud.md).
+  fraud_profiles_table_name = "${var.name_prefix}-fraud-profiles"
 }
 
 module "queues" {
@@ -386,6 +432,20 @@ module "secrets" {
   kms_key_arn             = module.kms.key_arn
   recovery_window_in_days = 0
   tags                    = local.tags
+}
+
+module "parameters" {
+  source = "../../modules/parameters"
+
+  parameters = {
+    # The fraud scorer's rules, weights and thresholds (docs/fraud.md), validated at its cold start.
+    fraud_config = {
+      name        = "/${var.name_prefix}/fraud-config"
+      description = "FraudConfig JSON for lambdas/fraud_scorer (weights, thresholds, windows, blocklists)"
+      value       = file("${path.module}/fraud-config.json")
+    }
+  }
+  tags = local.tags
 }
 
 module "layers" {
@@ -441,8 +501,13 @@ module "alarms" {
     {
       event-bus-targets          = module.event_bus.target_dlq_name
       relay-failures-destination = module.queues.queue_names["relay-failures"]
+      # The fraud scorer's on-failure destination is itself a place where records end up unprocessed.
+      fraud-scoring-failures-destination = module.queues.queue_names["fraud-scoring-failures"]
     },
   )
+  iterator_age_alarms = {
+    fraud-scorer = { function_name = module.functions["fraud_scorer"].function_name, threshold_seconds = 60 }
+  }
   alarm_action_arns = [module.topics.topic_arns["ops-alerts"]]
   tags              = local.tags
 }

@@ -35,6 +35,8 @@ output "dlq_urls" {
   value = merge(module.queues.dlq_urls, {
     event-bus-targets          = module.event_bus.target_dlq_url
     relay-failures-destination = module.queues.queue_urls["relay-failures"]
+    # The fraud scorer's on-failure destination.
+    fraud-scoring-failures-destination = module.queues.queue_urls["fraud-scoring-failures"]
   })
 }
 
@@ -43,6 +45,8 @@ output "table_names" {
   value = {
     transactions = module.data.transactions_table_name
     idempotency  = module.data.idempotency_table_name
+    # Fraud risk profiles.
+    fraud_profiles = module.data.fraud_profiles_table_name
   }
 }
 
@@ -69,4 +73,9 @@ output "topic_arns" {
 output "secret_ids" {
   description = "Secret names (ids) by key; put their values out of band."
   value       = module.secrets.secret_names
+}
+
+output "parameter_names" {
+  description = "SSM parameter names by key (fraud_config: the fraud scorer's configuration)."
+  value       = module.parameters.parameter_names
 }

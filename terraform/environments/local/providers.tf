@@ -24,6 +24,7 @@ provider "aws" {
     secretsmanager = var.aws_endpoint_url
     sns            = var.aws_endpoint_url
     sqs            = var.aws_endpoint_url
+    ssm            = var.aws_endpoint_url
     sts            = var.aws_endpoint_url
   }
 }

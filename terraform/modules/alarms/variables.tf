@@ -8,6 +8,21 @@ variable "dead_letter_queues" {
   type        = map(string)
 }
 
+variable "iterator_age_alarms" {
+  description = "Stream consumers to watch, by a static key: the Lambda function and how many seconds behind its stream (IteratorAge) it may fall, for evaluation_periods periods in a row, before the alarm fires."
+  type = map(object({
+    function_name      = string
+    threshold_seconds  = number
+    evaluation_periods = optional(number, 3)
+  }))
+  default = {}
+
+  validation {
+    condition     = alltrue([for a in values(var.iterator_age_alarms) : a.threshold_seconds >= 1 && a.evaluation_periods >= 1])
+    error_message = "threshold_seconds and evaluation_periods must be at least 1."
+  }
+}
+
 variable "alarm_action_arns" {
   description = "ARNs notified when an alarm fires and when it clears (the ops-alerts topic)."
   type        = list(string)

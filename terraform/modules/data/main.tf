@@ -92,3 +92,33 @@ resource "aws_dynamodb_table" "idempotency" {
 
   tags = var.tags
 }
+
+# Fraud risk profiles (docs/fraud.md): one item per customer, device and IP address, all under `pk` so
+# one BatchGetItem reads every profile of a Kinesis batch. Device and IP profiles expire when idle.
+resource "aws_dynamodb_table" "fraud_profiles" {
+  name                        = var.fraud_profiles_table_name
+  billing_mode                = "PAY_PER_REQUEST"
+  hash_key                    = "pk"
+  deletion_protection_enabled = var.deletion_protection
+
+  attribute {
+    name = "pk"
+    type = "S"
+  }
+
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
+  }
+
+  server_side_encryption {
+    enabled     = true
+    kms_key_arn = var.kms_key_arn
+  }
+
+  point_in_time_recovery {
+    enabled = var.point_in_time_recovery
+  }
+
+  tags = var.tags
+}

@@ -22,3 +22,13 @@ output "idempotency_table_arn" {
   description = "ARN of the idempotency table."
   value       = aws_dynamodb_table.idempotency.arn
 }
+
+output "fraud_profiles_table_name" {
+  description = "Name of the fraud risk-profiles table."
+  value       = aws_dynamodb_table.fraud_profiles.name
+}
+
+output "fraud_profiles_table_arn" {
+  description = "ARN of the fraud risk-profiles table."
+  value       = aws_dynamodb_table.fraud_profiles.arn
+}

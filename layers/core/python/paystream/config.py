@@ -56,6 +56,11 @@ class Settings(BaseModel):
     # Seconds × receive count before such an event is delivered again (its queue's visibility timeout otherwise).
     unmatched_retry_delay_seconds: int = Field(5, ge=0, le=900, json_schema_extra={"env": "UNMATCHED_RETRY_DELAY_SECONDS"})
     process_payment_queue_url: str | None = Field(None, json_schema_extra={"env": "PROCESS_PAYMENT_QUEUE_URL"})
+    # Fraud scoring (lambdas/fraud_scorer): the risk-profile table and the SSM parameter holding the
+    # FraudConfig JSON (docs/fraud.md), re-read at most every `fraud_config_cache_seconds`.
+    fraud_profiles_table: str | None = Field(None, json_schema_extra={"env": "FRAUD_PROFILES_TABLE"})
+    fraud_config_parameter: str | None = Field(None, json_schema_extra={"env": "FRAUD_CONFIG_PARAMETER"})
+    fraud_config_cache_seconds: int = Field(300, ge=0, le=3600, json_schema_extra={"env": "FRAUD_CONFIG_CACHE_SECONDS"})
 
     @classmethod
     def env_name(cls, field: str) -> str:

@@ -135,13 +135,7 @@ class EventStore:
         webhook that names only the PaymentIntent (charges, disputes) finds the payment."""
         if new_projection.transaction_id != transaction_id:
             raise ValueError(f"projection of {new_projection.transaction_id} passed for {transaction_id}")
-        _check_write(new_projection, expected_last_sequence, events)
-        puts = [ConditionalPut(event_item(e), "attribute_not_exists(pk)") for e in events]
-        puts.append(
-            ConditionalPut(
-                projection_item(new_projection), "last_sequence = :expected", {":expected": expected_last_sequence}
-            )
-        )
+        puts = append_puts(expected_last_sequence, events, new_projection)
         if link_payment_intent:
             # Written again by a retried append: only a link to ANOTHER payment is refused.
             puts.append(ConditionalPut(payment_intent_link_item(link_payment_intent, transaction_id),
@@ -181,6 +175,21 @@ class EventStore:
         """The payment a PaymentIntent belongs to, from the link its first recording wrote (1 GetItem)."""
         item = self._table.get_item(payment_intent_link_key(payment_intent_id), PAYMENT_INTENT_LINK_SK)
         return None if item is None else item.get("transaction_id")
+
+
+def append_puts(expected_last_sequence: int, events: Sequence[PaymentEvent],
+                new_projection: Projection) -> list[ConditionalPut]:
+    """The conditional puts of an append (`EventStore.append` without the link), checked like it: for a writer
+    that appends events inside a transaction of its own (the fraud scorer writes `fraud.scored` together with
+    its risk profiles). A cancelled put means another writer appended first, as in `EventStore.append`."""
+    _check_write(new_projection, expected_last_sequence, events)
+    puts = [ConditionalPut(event_item(e), "attribute_not_exists(pk)") for e in events]
+    puts.append(
+        ConditionalPut(
+            projection_item(new_projection), "last_sequence = :expected", {":expected": expected_last_sequence}
+        )
+    )
+    return puts
 
 
 def _check_write(projection: Projection, expected_last_sequence: int, events: Sequence[PaymentEvent]) -> None:

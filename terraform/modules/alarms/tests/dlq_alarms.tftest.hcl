@@ -44,3 +44,42 @@ run "an_alarm_without_an_action_is_refused" {
 
   expect_failures = [var.alarm_action_arns]
 }
+
+run "iterator_age_alarms_watch_each_consumer_in_milliseconds" {
+  command = plan
+
+  variables {
+    iterator_age_alarms = {
+      fraud-scorer = { function_name = "paystream-test-fraud-scorer", threshold_seconds = 60 }
+    }
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].namespace == "AWS/Lambda"
+      && aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].metric_name == "IteratorAge"
+      && aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].dimensions["FunctionName"] == "paystream-test-fraud-scorer"
+      && length(aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].dimensions) == 1
+      && aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].threshold == 60000
+      && aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].statistic == "Maximum"
+    )
+    error_message = "the alarm fires when the function's IteratorAge (ms) exceeds the threshold"
+  }
+
+  assert {
+    condition     = aws_cloudwatch_metric_alarm.iterator_age["fraud-scorer"].alarm_actions == toset(var.alarm_action_arns)
+    error_message = "the ops topic must hear when a consumer falls behind"
+  }
+}
+
+run "a_zero_iterator_age_threshold_is_refused" {
+  command = plan
+
+  variables {
+    iterator_age_alarms = {
+      fraud-scorer = { function_name = "f", threshold_seconds = 0 }
+    }
+  }
+
+  expect_failures = [var.iterator_age_alarms]
+}

@@ -1,0 +1,90 @@
+"""fraud_scorer — score each payment the Kinesis fraud stream brings (paystream.fraud, docs/fraud.md).
+
+The whole batch is scored first (`score_batch`: one batched read of every profile and projection, then one
+transaction per record writing the profiles and `fraud.scored`), then Powertools' batch processor reports
+each record from its outcome: a malformed record or a retryable store failure is a batch item failure, so
+Lambda retries from it (bisecting) and, once the mapping's retry limit or record age is reached, sends it to
+the on-failure queue. Records already scored come back as duplicates and are not written again.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from datetime import datetime, timezone
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
+
+from paystream.adapters.fraud_profiles import FraudConfigSource, projection_key
+from paystream.adapters.wiring import fraud_profile_store
+from paystream.config import Settings
+from paystream.fraud import FraudRecord, RecordOutcome, score_batch
+
+logger = Logger()
+tracer = Tracer()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
+# Every record failing (e.g. a batch of one malformed record) is reported like any partial failure.
+processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
+settings = Settings.from_env(require=("fraud_profiles_table", "fraud_config_parameter"))
+config_source = FraudConfigSource(settings.fraud_config_parameter, max_age=settings.fraud_config_cache_seconds,
+                                  on_invalid=lambda message: logger.error(message))
+config_source.load()  # a bad document fails the cold start with one message naming every bad field
+
+
+class FraudRecordFailed(Exception):
+    """The record was not applied; the message says why (malformed: it will reach the on-failure queue)."""
+
+
+def _decoded(record: dict) -> FraudRecord:
+    data: bytes | str = record["kinesis"]["data"]
+    try:
+        data = base64.b64decode(data, validate=True)
+    except ValueError:
+        pass  # Kinesis always sends base64; anything else is malformed and parse_payment says so
+    return FraudRecord(record["kinesis"]["sequenceNumber"], data)
+
+
+@tracer.capture_method
+def score_records(event: dict) -> dict[str, RecordOutcome]:
+    config = config_source.current()
+    records = [_decoded(record) for record in event.get("Records") or []]
+    result = score_batch(records, fraud_profile_store(settings, config), config, datetime.now(timezone.utc),
+                         related_keys=lambda payment: [projection_key(payment.transaction_id)])
+    review_threshold = config.thresholds.review
+    scored = result.by_status("scored")
+    metrics.add_metric(name="RecordsScored", unit=MetricUnit.Count, value=len(scored))
+    metrics.add_metric(name="PaymentsFlagged", unit=MetricUnit.Count,
+                       value=sum(1 for outcome in scored if outcome.score.risk_score >= review_threshold))
+    metrics.add_metric(name="RecordsFailed", unit=MetricUnit.Count, value=len(result.failed_record_ids()))
+    return {outcome.record_id: outcome for outcome in result.outcomes}
+
+
+def report(outcome: RecordOutcome) -> None:
+    transaction_id = outcome.payment.transaction_id if outcome.payment else None
+    logger.append_keys(transaction_id=transaction_id)
+    try:
+        if outcome.failed:
+            logger.warning("fraud record not applied", extra={"error": outcome.error, "retryable": outcome.retryable})
+            raise FraudRecordFailed(outcome.error)
+        if outcome.score is not None:
+            logger.info("payment scored", extra={
+                "status": outcome.status, "risk_score": outcome.score.risk_score,
+                "risk_factors": [factor.code for factor in outcome.score.risk_factors]})
+    finally:
+        logger.remove_keys(["transaction_id"])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event, context):
+    outcomes = score_records(event)
+
+    def record_handler(record: KinesisStreamRecord) -> None:
+        report(outcomes[record.kinesis.sequence_number])
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                    context=context)
