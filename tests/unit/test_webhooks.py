@@ -87,10 +87,11 @@ def test_secret_added_after_caching_is_picked_up_by_one_refresh():
         (lambda body: None, "missing Stripe-Signature"),
         (lambda body: sign(body, "whsec_wrong"), "invalid Stripe-Signature"),
         (lambda body: sign(body, OLD_SECRET, timestamp=int(time.time()) - 301), "invalid Stripe-Signature"),
+        (lambda body: sign(body, OLD_SECRET, timestamp=int(time.time()) + 301), "invalid Stripe-Signature"),
         (lambda body: sign(body + " ", OLD_SECRET), "invalid Stripe-Signature"),
         (lambda body: "garbage", "invalid Stripe-Signature"),
     ],
-    ids=["missing", "wrong-secret", "too-old", "body-tampered", "malformed-header"],
+    ids=["missing", "wrong-secret", "too-old", "too-far-in-the-future", "body-tampered", "malformed-header"],
 )
 def test_bad_signatures_are_refused_and_nothing_is_stored(header_for, expected):
     inbox = FakeInbox()
