@@ -245,7 +245,15 @@ def _choose_ports(mode: str, previous: StackState | None) -> dict[str, int]:
     return {name: int(os.environ.get(PORT_ENV[name], default)) for name, default in DEFAULT_PORTS.items()}
 
 
+PORT_RELEASE_WAIT_SECONDS = 10.0
+
+
 def _require_free(name: str, port: int) -> None:
+    # A component of ours that just died (killed, crashed) can hold its port for a moment while the
+    # kernel tears a large process down; only a port still taken after that is someone else's.
+    deadline = time.monotonic() + PORT_RELEASE_WAIT_SECONDS
+    while not _port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
     if not _port_free(port):
         raise StackError(
             f"port {port} ({name}) is in use by another program: stop it, or choose another port with "
