@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import Ki
 from paystream.adapters.fraud_profiles import FraudConfigSource, projection_key
 from paystream.adapters.wiring import fraud_profile_store
 from paystream.config import Settings
-from paystream.fraud import FraudRecord, RecordOutcome, score_batch
+from paystream.fraud import FraudConfig, FraudRecord, InMemoryIpCountries, RecordOutcome, score_batch
 
 logger = Logger()
 tracer = Tracer()
@@ -32,6 +32,19 @@ settings = Settings.from_env(require=("fraud_profiles_table", "fraud_config_para
 config_source = FraudConfigSource(settings.fraud_config_parameter, max_age=settings.fraud_config_cache_seconds,
                                   on_invalid=lambda message: logger.error(message))
 config_source.load()  # a bad document fails the cold start with one message naming every bad field
+
+
+_ip_countries: tuple[FraudConfig, InMemoryIpCountries] | None = None
+
+
+def ip_countries_for(config: FraudConfig) -> InMemoryIpCountries:
+    """The IP → country lookup of the configuration's `ip_countries`, built once per configuration: the
+    config source hands back the same object until a changed document applies, and parsing up to
+    MAX_IP_COUNTRIES networks per batch would be wasted work."""
+    global _ip_countries
+    if _ip_countries is None or _ip_countries[0] is not config:
+        _ip_countries = (config, InMemoryIpCountries(config.ip_countries))
+    return _ip_countries[1]
 
 
 class FraudRecordFailed(Exception):
@@ -52,6 +65,7 @@ def score_records(event: dict) -> dict[str, RecordOutcome]:
     config = config_source.current()
     records = [_decoded(record) for record in event.get("Records") or []]
     result = score_batch(records, fraud_profile_store(settings, config), config, datetime.now(timezone.utc),
+                         ip_countries=ip_countries_for(config),
                          related_keys=lambda payment: [projection_key(payment.transaction_id)])
     review_threshold = config.thresholds.review
     scored = result.by_status("scored")

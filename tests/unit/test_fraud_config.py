@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from paystream.fraud import FraudConfig, FraudConfigError
+from paystream.fraud import FraudConfig, FraudConfigError, InMemoryIpCountries
+from paystream.fraud.config import MAX_IP_COUNTRIES
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "fraud.md"
 
@@ -50,6 +52,23 @@ def test_currencies_and_networks_are_normalised():
     assert config.blocklists.blocked_network("not an ip") is None
 
 
+def test_ip_countries_are_normalised_and_feed_the_lookup():
+    config = FraudConfig.from_json(json.dumps({"ip_countries": {
+        "203.0.113.9/24": "de", "203.0.113.7": "fr", "2001:DB8::/32": "Nl", "203.0.113.0/24": "DE"}}))
+    assert config.ip_countries == {"203.0.113.0/24": "DE", "203.0.113.7/32": "FR", "2001:db8::/32": "NL"}
+    lookup = InMemoryIpCountries(config.ip_countries)
+    assert [lookup.country_of(ip) for ip in ("203.0.113.7", "203.0.113.8", "2001:db8::5", "198.51.100.1")] == [
+        "FR", "DE", "NL", None]
+    assert FraudConfig().ip_countries == {}
+
+
+def test_ip_countries_are_bounded():
+    at_limit = {str(ipaddress.ip_address("10.0.0.0") + i): "DE" for i in range(MAX_IP_COUNTRIES)}
+    assert len(FraudConfig.from_json(json.dumps({"ip_countries": at_limit})).ip_countries) == MAX_IP_COUNTRIES
+    with pytest.raises(FraudConfigError, match=rf"ip_countries: Dictionary should have at most {MAX_IP_COUNTRIES} items"):
+        FraudConfig.from_json(json.dumps({"ip_countries": at_limit | {"192.0.2.1": "FR"}}))
+
+
 @pytest.mark.parametrize("document, names", [
     ({"velocity": {"window_seconds": 0}}, "velocity.window_seconds: Input should be greater than or equal to 1 (got 0)"),
     ({"velocity": {"max_payments": "5"}}, "velocity.max_payments: Input should be a valid integer (got '5')"),
@@ -64,6 +83,14 @@ def test_currencies_and_networks_are_normalised():
     ({"card_testing": {"min_count": 1}}, "card_testing.min_count: Input should be greater than or equal to 2 (got 1)"),
     ({"blocklists": {"ips": ["10.0.0.300"]}}, "blocklists.ips.0: '10.0.0.300' is not an IP address or CIDR network"),
     ({"blocklists": {"customers": ["  "]}}, "blocklists.customers.0: blocklist entries must not be blank"),
+    ({"ip_countries": {"10.0.0.300": "DE"}}, "ip_countries.10.0.0.300: '10.0.0.300' is not an IP address or CIDR network"),
+    ({"ip_countries": {"203.0.113.0/24": "Germany"}},
+     "ip_countries.203.0.113.0/24: 'Germany' is not an ISO 3166-1 alpha-2 country code"),
+    ({"ip_countries": {"203.0.113.0/24": "D1"}}, "ip_countries.203.0.113.0/24: 'D1' is not an ISO 3166-1 alpha-2"),
+    ({"ip_countries": {"203.0.113.0/24": 49}}, "ip_countries.203.0.113.0/24: Input should be a valid string (got 49)"),
+    ({"ip_countries": ["203.0.113.0/24"]}, "ip_countries: Input should be a valid dictionary"),
+    ({"ip_countries": {"203.0.113.0/24": "DE", "203.0.113.9/24": "fr"}},
+     "ip_countries: '203.0.113.0/24' and '203.0.113.9/24' are the same network 203.0.113.0/24 with different countries"),
     ({"profile": {"max_recent_timestamps": 4}}, "profile.max_recent_timestamps (4) must be at least 5"),
     ({"velocity": {"max_payments": 60}}, "profile.max_recent_timestamps (50) must be at least 60"),
 ])
@@ -118,9 +145,15 @@ def test_the_documented_example_is_valid_and_lists_every_default():
     config = FraudConfig.from_json(block.group(1))
     assert config.blocklists.ips == frozenset({"203.0.113.0/24", "198.51.100.7/32"})
     assert config.amount.first_payment_limit_for("jpy") == 75000
-    # Every setting appears in the example, with its default where the example is not about overrides.
+    lookup = InMemoryIpCountries(config.ip_countries)
+    assert [lookup.country_of(ip) for ip in ("192.0.2.7", "192.0.2.200", "2001:db8::1")] == ["DE", "AT", "NL"]
+    # Every setting appears in the example, with its default where the example is not about overrides
+    # (ip_countries is a table, not settings: the example shows entries).
     defaults = FraudConfig().model_dump(mode="json")
+    assert set(documented) == set(defaults)
     for section, values in defaults.items():
+        if section == "ip_countries":
+            continue
         assert set(documented[section]) == set(values), f"docs/fraud.md: section {section} is incomplete"
         for name, value in values.items():
             if not name.endswith("_by_currency") and section != "blocklists":
@@ -129,8 +162,10 @@ def test_the_documented_example_is_valid_and_lists_every_default():
 
 def test_the_document_written_back_reads_the_same():
     config = FraudConfig.from_json(json.dumps({"weights": {"velocity": 55},
-                                               "blocklists": {"ips": ["198.51.100.7", "203.0.113.0/24"]}}))
+                                               "blocklists": {"ips": ["198.51.100.7", "203.0.113.0/24"]},
+                                               "ip_countries": {"203.0.113.9/24": "de", "198.51.100.7": "FR"}}))
     text = config.to_json()
     assert FraudConfig.from_json(text) == config
     assert json.loads(text)["blocklists"]["ips"] == ["198.51.100.7/32", "203.0.113.0/24"]
+    assert json.loads(text)["ip_countries"] == {"198.51.100.7/32": "FR", "203.0.113.0/24": "DE"}
     assert FraudConfig.from_json(FraudConfig().to_json()) == FraudConfig()

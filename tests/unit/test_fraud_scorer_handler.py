@@ -17,7 +17,9 @@ from moto import mock_aws
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.adapters.fraud_profiles import FraudConfigSource
 from paystream.fraud import FraudConfig, FraudConfigError, ProfileStoreError
+from paystream import relay
 from paystream.models import PaymentRequest
+from paystream.payments import append_event
 from paystream.states import apply, created_event
 from paystream.store import EventStore
 
@@ -170,6 +172,53 @@ def test_the_configuration_comes_from_the_parameter(aws):
     handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1", amount=5000)]), Context())
 
     assert aws["events"].load("tx-1")[0].risk_score == 80
+
+
+def test_the_ip_country_table_comes_from_the_configuration(aws):
+    set_config(aws, {"ip_countries": {"203.0.113.0/24": "DE", "198.51.100.0/24": "US"}})
+    handler = load_handler()
+    handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1")]), Context())  # 203.0.113.9, country US
+
+    projection, events = aws["events"].load("tx-1")
+    assert projection.risk_score == 25
+    [factor] = events[-1].detail["risk_factors"]
+    assert factor["code"] == "ip_country_mismatch" and "DE" in factor["reason"] and "US" in factor["reason"]
+
+
+def test_the_lookup_is_built_again_only_when_a_new_configuration_applies(aws):
+    handler = load_handler()
+    provider = FakeProvider('{"ip_countries": {"203.0.113.0/24": "DE"}}')
+    handler.config_source = FraudConfigSource(PARAMETER, provider=provider)
+    handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1", customer_id="cus_1")]), Context())
+    lookup = handler.ip_countries_for(handler.config_source.current())
+    assert handler.ip_countries_for(handler.config_source.current()) is lookup
+    assert lookup.country_of("203.0.113.9") == "DE"
+
+    provider.value = '{"ip_countries": {"203.0.113.0/24": "US"}}'
+    handler.handler(kinesis_event([stored_payment(aws["events"], "tx-2", customer_id="cus_2")]), Context())
+    assert handler.ip_countries_for(handler.config_source.current()) is not lookup
+    assert [aws["events"].load(tx)[0].risk_score for tx in ("tx-1", "tx-2")] == [25, 0]
+
+
+def test_a_decline_the_relay_forwards_is_recorded_for_its_customer_not_scored(aws):
+    handler = load_handler()
+    created = stored_payment(aws["events"], "tx-1", amount=5000)
+    projection, _ = aws["events"].load("tx-1")
+    append_event(aws["events"], projection, "payment.failed",
+                 {"retryable": False, "failure_code": "card_declined", "failure_message": "declined"})
+    typed = aws["ddb"].get_item(TableName="transactions", Key={"pk": {"S": "TXN#tx-1"}, "sk": {"S": "EVENT#0000000002"}})["Item"]
+    outgoing = relay.to_outgoing({"eventName": "INSERT", "dynamodb": {
+        "Keys": {"pk": typed["pk"], "sk": typed["sk"]}, "NewImage": typed, "SequenceNumber": "2"}})
+    assert outgoing.stream_record is not None
+
+    response = handler.handler(kinesis_event([created, outgoing.stream_record["Data"]]), Context())
+
+    assert response == {"batchItemFailures": []}
+    assert [e.event_type for e in aws["events"].load("tx-1")[1]] == ["payment.created", "payment.failed", "fraud.scored"]
+    customer = aws["ddb"].get_item(TableName="fraud-profiles", Key={"pk": {"S": "CUSTOMER#cus_1"}})["Item"]
+    assert customer["decline_count"] == {"N": "1"} and customer["payment_count"] == {"N": "1"}
+    device = aws["ddb"].get_item(TableName="fraud-profiles", Key={"pk": {"S": "DEVICE#dev-1"}})["Item"]
+    assert device["decline_count"] == {"N": "0"}
 
 
 def test_an_invalid_configuration_fails_the_cold_start_naming_every_bad_field(aws):

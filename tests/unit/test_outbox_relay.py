@@ -16,6 +16,7 @@ from moto import mock_aws
 
 from paystream.adapters.inbox import DynamoDBWebhookInbox
 from paystream.adapters.publishers import EventBusPublisher, FraudStreamPublisher, RelayMarks
+from paystream.fraud import parse_payment
 from paystream.relay import MAX_PUT_EVENTS_BYTES, OutboxRelay
 from paystream.webhooks import parse_event
 
@@ -177,7 +178,7 @@ def test_event_detail_fields_cannot_override_the_common_fields(platform):
     assert delivered["detail"]["risk_score"] == 82 and delivered["detail"]["risk_factors"] == ["velocity"]
 
 
-def test_only_payment_created_reaches_the_fraud_stream_keyed_by_customer(platform):
+def test_payment_created_reaches_the_fraud_stream_keyed_by_customer_and_other_events_do_not(platform):
     created = platform.store_event("t1", 1, "payment.created", customer_id="cus_42")
     processing = platform.store_event("t1", 2, "payment.processing", customer_id="cus_42")
     other = platform.store_event("t2", 1, "payment.created", customer_id="cus_7")
@@ -189,6 +190,64 @@ def test_only_payment_created_reaches_the_fraud_stream_keyed_by_customer(platfor
     assert json.loads(records[0]["Data"]) == bus_detail[created["event_id"]]
     assert platform.stored(created)["fraud_stream_sequence_number"] == records[0]["SequenceNumber"]
     assert "fraud_stream_sequence_number" not in platform.stored(processing)
+
+
+def test_card_declines_reach_the_fraud_stream_as_declines_and_other_failures_do_not(platform):
+    decline = platform.store_event("t1", 2, "payment.failed", customer_id="cus_42",
+                                   detail={"retryable": False, "failure_code": "card_declined",
+                                           "failure_message": "Your card was declined."})
+    retryable = platform.store_event("t2", 2, "payment.failed", customer_id="cus_42",
+                                     detail={"retryable": True, "failure_code": "processing_error"})
+    exhausted = platform.store_event("t3", 3, "payment.failed", customer_id="cus_42",
+                                     detail={"retryable": False, "final": True, "attempt": 3,
+                                             "failure_code": "processing_error"})
+    unflagged = platform.store_event("t4", 2, "payment.failed", customer_id="cus_42", detail={"failure_code": "x"})
+    items = (decline, retryable, exhausted, unflagged)
+    outcome = platform.relay().relay([platform.record(i) for i in items])
+
+    assert outcome.failures == [] and len(outcome.published) == 4  # every failure still reaches the bus
+    [record] = platform.stream_records()
+    assert record["PartitionKey"] == "cus_42"
+    bus_detail = {d["detail"]["event_id"]: d["detail"] for d in platform.bus_deliveries()}
+    data = json.loads(record["Data"])
+    assert data == bus_detail[decline["event_id"]] | {"event_type": "payment.failed"}
+    payment = parse_payment(record["Data"])  # what the scorer reads: a decline of the customer, not a payment
+    assert payment.is_decline and payment.customer_id == "cus_42" and payment.event_id == decline["event_id"]
+    assert platform.stored(decline)["fraud_stream_sequence_number"] == record["SequenceNumber"]
+    for other in (retryable, exhausted, unflagged):
+        assert "fraud_stream_sequence_number" not in platform.stored(other)
+        assert "relayed_at" in platform.stored(other)
+
+
+def test_a_decline_never_reaches_the_fraud_stream_before_its_payment_s_creation(platform):
+    created = platform.store_event("t1", 1, "payment.created", customer_id="cus_42")
+    declined = platform.store_event("t1", 2, "payment.failed", customer_id="cus_42",
+                                    detail={"retryable": False, "failure_code": "card_declined"})
+    records = [platform.record(i) for i in (created, declined)]
+    kinesis = CountingKinesis(platform.kinesis, reject=lambda data, attempt: data["event_id"] == created["event_id"])
+    outcome = platform.relay(kinesis=kinesis).relay(records)
+
+    assert outcome.batch_item_failures() == [{"itemIdentifier": s} for s in sequence_numbers(records)]
+    assert declined["event_id"] not in [event_id for call in kinesis.calls for event_id in call]
+    assert platform.stream_records() == []
+    assert "relayed_at" not in platform.stored(declined)
+
+    # Lambda retries from the first reported record: the stream gets the payment, then its decline.
+    assert platform.relay().relay(records).failures == []
+    assert [(json.loads(r["Data"])["event_id"], json.loads(r["Data"]).get("event_type"))
+            for r in platform.stream_records()] == [(created["event_id"], None),
+                                                    (declined["event_id"], "payment.failed")]
+
+
+def test_a_rejected_decline_is_retried_then_reported_like_any_stream_record(platform):
+    declined = platform.store_event("t1", 2, "payment.failed", detail={"retryable": False})
+    records = [platform.record(declined)]
+    kinesis = CountingKinesis(platform.kinesis, reject=lambda data, attempt: True)
+    outcome = platform.relay(kinesis=kinesis, max_attempts=2).relay(records)
+    assert kinesis.calls == [[declined["event_id"]]] * 2
+    assert outcome.batch_item_failures() == [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]
+    assert "PutRecords rejected event" in outcome.failures[0].reason
+    assert "relayed_at" not in platform.stored(declined)
 
 
 def test_stripe_inbox_items_go_out_as_stripe_events(platform):

@@ -8,7 +8,13 @@ keeps them away; ignoring them here also stops the relay's own `relayed_at` MODI
   its `event_type`, `Detail` = `transaction_id, event_id, sequence, occurred_at, amount, currency,
   customer_id` plus the event's own `detail` fields (DESIGN.md §2; the common fields win a name clash).
   `payment.created` also goes to the Kinesis fraud stream: partition key `customer_id`, data = the same
-  detail JSON.
+  detail JSON. So does a card decline — a `payment.failed` whose detail says `retryable: false` and is
+  not `final: true` — with `"event_type": "payment.failed"` added to the data, which makes the scorer count
+  it as a card-testing signal instead of scoring it (docs/fraud.md, "Declines"). A retryable failure is not
+  the card being refused, and a `final: true` one comes from the retry function after an earlier retryable
+  failure: neither is a card-testing signal the relay can tell apart from its flags. A decline's detail has
+  no `device_id` / `ip_address` / `country` (only `payment.created` carries them), so it counts for its
+  customer only.
 - `item_type="stripe_event"` (webhook inbox): `Source` = `paystream.stripe`, `DetailType` =
   `stripe.<stripe event type>`, `Detail` = `{"event_id", "stripe_event_id", "stripe_event_type",
   "object_id", "event": <the stored raw Stripe event, parsed>}`; `event_id` equals `stripe_event_id`
@@ -23,8 +29,11 @@ short backoff) before being reported. An item that can never be published (too l
 missing fields, unparseable stored payload) is reported as a failure with the reason logged: the
 mapping's retry limit then sends it to its on-failure destination instead of it vanishing.
 
+Events that also go to the fraud stream go there after the bus has accepted them, in the same chunk,
+under the same rules: a rejected stream record is retried alone, then reported like a rejected entry.
+
 After publishing, each item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
-too for `payment.created`), so a checker can list the events never relayed.
+too for what went to the fraud stream), so a checker can list the events never relayed.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ MAX_ENTRIES_PER_PUT_EVENTS = 10
 # EventBridge's limit, both for one entry and for one PutEvents request (entry size as AWS computes it).
 MAX_PUT_EVENTS_BYTES = 256 * 1024
 STRIPE_SOURCE = "paystream.stripe"
-FRAUD_STREAM_EVENT_TYPES = frozenset({"payment.created"})
+PAYMENT_CREATED, PAYMENT_FAILED = "payment.created", "payment.failed"
 RELAYED_ITEM_TYPES = frozenset({"event", "stripe_event"})
 EVENT_FIELDS = ("transaction_id", "event_id", "sequence", "occurred_at", "amount", "currency", "customer_id")
 
@@ -132,6 +141,24 @@ def _dumps(detail: dict) -> str:
     return json.dumps(detail, separators=(",", ":"), ensure_ascii=False)
 
 
+def is_card_decline(detail: dict) -> bool:
+    """A `payment.failed` detail reporting that the card (payment method) was refused.
+
+    `retryable: true` is Stripe's or the network's trouble, not the card's; `final: true` is the retry
+    function's last word on a payment whose first failure was retryable. Only an explicit `false` counts:
+    a detail without the flag says nothing about the card."""
+    return detail.get("retryable") is False and detail.get("final") is not True
+
+
+def fraud_stream_data(event_type: str, detail: dict, bus_detail_json: str) -> str | None:
+    """The fraud stream record's data for this event, or None when it does not go to the fraud stream."""
+    if event_type == PAYMENT_CREATED:
+        return bus_detail_json  # the scorer reads a record without event_type as payment.created
+    if event_type == PAYMENT_FAILED and is_card_decline(detail):
+        return _dumps({**detail, "event_type": PAYMENT_FAILED})
+    return None
+
+
 def to_outgoing(record: dict) -> Outgoing | None:
     """The publication for one stream record; None for records the relay ignores. Raises Unpublishable."""
     stream = record.get("dynamodb") or {}
@@ -155,9 +182,10 @@ def to_outgoing(record: dict) -> Outgoing | None:
         detail = {**extra, **{name: item[name] for name in EVENT_FIELDS}}
         data = _dumps(detail)
         entry = {"Source": item["source"], "DetailType": item["event_type"], "Detail": data}
+        stream_data = fraud_stream_data(item["event_type"], detail, data)
         stream_record = None
-        if item["event_type"] in FRAUD_STREAM_EVENT_TYPES:
-            stream_record = {"Data": data.encode(), "PartitionKey": str(item["customer_id"])}
+        if stream_data is not None:
+            stream_record = {"Data": stream_data.encode(), "PartitionKey": str(item["customer_id"])}
         event_id, order_key = item["event_id"], f"TXN#{item['transaction_id']}"
     else:
         missing = [name for name in ("event_id", "event_type", "payload") if not item.get(name)]

@@ -14,7 +14,17 @@ import json
 from functools import cached_property
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from paystream.currencies import ISO_4217_CODES
 
@@ -40,6 +50,12 @@ def _ip_network(value: str) -> str:
         raise ValueError(f"{value!r} is not an IP address or CIDR network (e.g. 203.0.113.7 or 203.0.113.0/24)") from None
 
 
+def _country_code(value: str) -> str:
+    if len(value) != 2 or not value.isascii() or not value.isalpha():
+        raise ValueError(f"{value!r} is not an ISO 3166-1 alpha-2 country code (two letters, e.g. DE)")
+    return value.upper()
+
+
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("blocklist entries must not be blank")
@@ -49,6 +65,13 @@ def _not_blank(value: str) -> str:
 CurrencyCode = Annotated[str, AfterValidator(_currency_key)]
 BlockedId = Annotated[str, AfterValidator(_not_blank)]
 BlockedNetwork = Annotated[str, AfterValidator(_ip_network)]
+Network = Annotated[str, AfterValidator(_ip_network)]
+CountryCode = Annotated[StrictStr, AfterValidator(_country_code)]
+
+# The IP → country table is held in memory by every scorer instance and, deployed, travels in one SSM
+# parameter value (4 KB Standard, 8 KB Advanced: a few hundred entries at most); the bound keeps a document
+# from elsewhere from costing the cold start and the memory a full geo database would.
+MAX_IP_COUNTRIES = 10_000
 
 
 class _Section(BaseModel):
@@ -166,6 +189,28 @@ class FraudConfig(_Section):
     card_testing: CardTestingRule = Field(default_factory=CardTestingRule)
     profile: ProfileLimits = Field(default_factory=ProfileLimits)
     blocklists: Blocklists = Field(default_factory=Blocklists)
+    # IP → country for the ip_country_mismatch rule: {"address or CIDR network": "ISO 3166-1 alpha-2"}, the
+    # most specific network wins; keys are stored as networks ("203.0.113.7/32"), countries upper case.
+    ip_countries: Annotated[dict[Network, CountryCode], Field(max_length=MAX_IP_COUNTRIES)] = Field(default_factory=dict)
+
+    @field_validator("ip_countries", mode="before")
+    @classmethod
+    def _one_country_per_network(cls, value: object) -> object:
+        # "203.0.113.0/24" and "203.0.113.9/24" are one network: with two countries, one would silently win.
+        if isinstance(value, dict):
+            seen: dict[str, tuple[str, object]] = {}
+            for key, country in value.items():
+                try:
+                    network = str(ipaddress.ip_network(key, strict=False))
+                except (TypeError, ValueError):
+                    continue  # reported by the key's own validation
+                if isinstance(country, str):
+                    country = country.upper()
+                if network in seen and seen[network][1] != country:
+                    raise ValueError(f"{seen[network][0]!r} and {key!r} are the same network {network} "
+                                     f"with different countries ({seen[network][1]!r}, {country!r})")
+                seen.setdefault(network, (key, country))
+        return value
 
     @model_validator(mode="after")
     def _profiles_remember_enough(self) -> "FraudConfig":
@@ -203,9 +248,10 @@ class FraudConfig(_Section):
         return cls.from_document(document)
 
     def to_json(self) -> str:
-        """The complete document (every setting, blocklists sorted): what `from_json` reads back unchanged."""
+        """The complete document (every setting, blocklists and IP countries sorted): what `from_json` reads back unchanged."""
         document = self.model_dump(mode="json")
         document["blocklists"] = {name: sorted(values) for name, values in document["blocklists"].items()}
+        document["ip_countries"] = dict(sorted(document["ip_countries"].items()))
         return json.dumps(document, indent=2, sort_keys=False)
 
     @classmethod
