@@ -89,6 +89,36 @@ def accept_stripe_fields_the_platform_sends() -> None:
 
     keep(resources.PaymentIntent, "description")
     keep(resources.Refund, "reason")
+    accept_cancellation_reason()
+
+
+def accept_cancellation_reason() -> None:
+    """Let localstripe's PaymentIntent cancel take Stripe's `cancellation_reason` (it answers 400
+    "Unexpected cancellation_reason"); the reason is kept on the PaymentIntent, as Stripe shows it.
+
+    localstripe.server binds its extra routes from `extra_apis` when it is imported, so this must run
+    before that import (make_app does).
+    """
+    import sys
+
+    from localstripe import resources
+
+    intent = resources.PaymentIntent
+    upstream = intent._api_cancel
+    if getattr(upstream, "_accepts_reason", False):
+        return
+    if "localstripe.server" in sys.modules:
+        raise RuntimeError("accept_cancellation_reason() must run before localstripe.server is imported")
+
+    def _api_cancel(cls, id, cancellation_reason=None, **kwargs):
+        obj = upstream(id, **kwargs)
+        obj.cancellation_reason = cancellation_reason
+        return obj
+
+    _api_cancel._accepts_reason = True
+    intent._api_cancel = classmethod(_api_cancel)
+    resources.extra_apis[:] = [(method, path, intent._api_cancel if func == upstream else func)
+                               for method, path, func in resources.extra_apis]
 
 
 # (api key, Idempotency-Key) -> (method + path, request body, status, response body, content type)
@@ -130,6 +160,7 @@ def make_app():
     disable_disk_persistence()
     accept_stripe_fields_the_platform_sends()
     refuse_refunds_above_what_is_left()
+    announce_payment_intents_as_stripe_does()
     from aiohttp import web
     from localstripe.server import app
 
@@ -261,6 +292,43 @@ def refuse_refunds_above_what_is_left() -> None:
 
     __init__._refuses_over_refunds = True
     resources.Refund.__init__ = __init__
+
+
+def announce_payment_intents_as_stripe_does() -> None:
+    """Send the webhooks Stripe sends for manual capture and cancellation.
+
+    localstripe 1.15.10 sends nothing when a manual-capture PaymentIntent is authorized (status
+    `requires_capture`), where Stripe sends `payment_intent.amount_capturable_updated` (and
+    `payment_intent.succeeded` once it is captured, which localstripe does send); and nothing on cancel,
+    where Stripe sends `payment_intent.canceled`.
+    """
+    from localstripe import resources
+    from localstripe.webhooks import schedule_webhook
+
+    intent = resources.PaymentIntent
+    if getattr(intent._create_charge, "_announces_authorizations", False):
+        return
+    upstream_create_charge = intent._create_charge
+
+    def _create_charge(self, on_failure_now):
+        upstream_create_charge(self, on_failure_now)
+        if self.status == "requires_capture":
+            schedule_webhook(resources.Event("payment_intent.amount_capturable_updated", self))
+
+    # localstripe cancels by setting `_canceled`; its routes are bound at import, so the flag is the
+    # one place to hook whatever the import order.
+    def _get_canceled(self):
+        return self.__dict__.get("_canceled_flag", False)
+
+    def _set_canceled(self, value):
+        was = self.__dict__.get("_canceled_flag", False)
+        self.__dict__["_canceled_flag"] = value
+        if value and not was:
+            schedule_webhook(resources.Event("payment_intent.canceled", self))
+
+    _create_charge._announces_authorizations = True
+    intent._create_charge = _create_charge
+    intent._canceled = property(_get_canceled, _set_canceled)
 
 
 RATE_LIMIT_PATH = "/_localdev/rate_limit"

@@ -233,3 +233,28 @@ def test_a_simulated_rate_limit_answers_429_for_the_next_matching_posts_only(sta
     first = client.v1.payment_intents.create(params=params, options={"idempotency_key": "rl-1"})
     again = client.v1.payment_intents.create(params=params, options={"idempotency_key": "rl-1"})
     assert again.id == first.id and len(client.v1.payment_intents.list().data) == 1
+
+
+def test_manual_capture_and_cancel_send_the_webhooks_stripe_sends(start_stripe, webhook_receiver):
+    base, _ = start_stripe()
+    url, received = webhook_receiver
+    secret = "whsec_" + os.urandom(12).hex()
+    register_webhook(base, "paystream", url, secret)
+    client = _client(base)
+
+    held = client.v1.payment_intents.create(params={"amount": 2500, "currency": "usd", "payment_method": "pm_card_visa",
+                                                    "confirm": True, "capture_method": "manual"})
+    assert held.status == "requires_capture"
+    authorized = _wait_for_event(received, secret, "payment_intent.amount_capturable_updated")
+    assert (authorized.data.object.id, authorized.data.object.status) == (held.id, "requires_capture")
+
+    captured = client.v1.payment_intents.capture(held.id)
+    assert captured.status == "succeeded"
+    assert _wait_for_event(received, secret, "payment_intent.succeeded").data.object.id == held.id
+
+    other = client.v1.payment_intents.create(params={"amount": 900, "currency": "usd", "payment_method": "pm_card_visa",
+                                                     "confirm": True, "capture_method": "manual"})
+    canceled_now = client.v1.payment_intents.cancel(other.id, params={"cancellation_reason": "fraudulent"})
+    assert (canceled_now.status, canceled_now.cancellation_reason) == ("canceled", "fraudulent")
+    canceled = _wait_for_event(received, secret, "payment_intent.canceled")
+    assert (canceled.data.object.id, canceled.data.object.status) == (other.id, "canceled")
