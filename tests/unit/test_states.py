@@ -171,6 +171,32 @@ def test_dispute_outcome_is_recorded_once_and_only_on_a_disputed_payment():
     assert rebuild([created_event("tx-9", REQUEST, event_id="e1")]).dispute_status is None
 
 
+def test_a_review_decision_is_recorded_once_and_only_on_a_payment_held_in_review():
+    log: list = []
+    p = projection_in("processing")
+    assert not decide(p, "payment.reviewed", {"decision": "approved", "operator": "ana"}).append
+    p = deliver(p, "payment.review", {"risk_score": 85}, log)
+    p = deliver(p, "payment.reviewed", {"decision": "declined", "operator": "ana", "reason": "stolen card"}, log)
+    assert (p.status, p.review_decision, len(log)) == ("review", "declined", 2)
+    p = deliver(p, "payment.reviewed", {"decision": "approved", "operator": "bo"}, log)  # a second operator
+    assert (p.review_decision, len(log)) == ("declined", 2)
+    p = deliver(p, "payment.canceled", {"cancellation_reason": "fraudulent"}, log)
+    assert p.status == "canceled" and p.review_decision == "declined"
+    with pytest.raises(ValueError, match="decision"):
+        decide(projection_in("review"), "payment.reviewed", {"decision": "maybe"})
+
+
+def test_a_refused_status_move_still_records_the_first_payment_intent_id():
+    log: list = []
+    p = projection_in("queued")
+    p = deliver(p, "payment.review", {"risk_score": 75}, log)  # held while Stripe was being called
+    p = deliver(p, "payment.processing", {"payment_intent_id": "pi_1", "stripe_status": "requires_capture"}, log)
+    assert (p.status, p.payment_intent_id, len(log)) == ("review", "pi_1", 2)
+    p = deliver(p, "payment.processing", {"payment_intent_id": "pi_1"}, log)  # nothing new any more
+    assert len(log) == 2
+    assert rebuild([created_event("tx-1", REQUEST, event_id="e1"), *log]).payment_intent_id == "pi_1"
+
+
 @pytest.mark.parametrize(
     "deliveries, final",
     [
@@ -244,7 +270,7 @@ def test_created_event_carries_the_request_and_folds_into_the_projection():
         "created_at": "2025-01-01T00:00:00.000Z", "updated_at": "2025-01-01T00:00:00.000Z",
         "based_on_event_id": "evt-1", "last_sequence": 1, "description": None, "metadata": {"cart": "7"},
         "device_id": None, "ip_address": "10.0.0.1", "country": "FR", "failure_code": None, "failure_message": None,
-        "retryable": None, "attempt": 1, "amount_refunded": 0, "dispute_status": None,
+        "retryable": None, "attempt": 1, "amount_refunded": 0, "dispute_status": None, "review_decision": None, "capture_method": "automatic",
     }
 
 

@@ -208,6 +208,10 @@ class Projection(BaseModel):
     attempt: Annotated[int, Field(ge=1)] = 1
     amount_refunded: int = 0
     dispute_status: str | None = None
+    # An operator's decision on a payment held in review (approved, declined): payment.reviewed.
+    review_decision: str | None = None
+    # `manual` under risk-gated capture (CAPTURE_MODE=risk_gated): Stripe only authorizes, the platform captures.
+    capture_method: str = "automatic"
 
     def to_api(self, events: list[PaymentEvent]) -> dict[str, Any]:
         """The GET /payments/{transaction_id} body."""

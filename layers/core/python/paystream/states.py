@@ -18,6 +18,8 @@ Event types and the status they lead to:
     payment.dispute_closed   → no status change; records detail `dispute_status` (won, lost, …) on
                                a disputed payment, once
     fraud.scored             → no status change; records detail `risk_score` (the first score wins)
+    payment.reviewed         → no status change; records an operator's decision on a payment held in
+                               review (detail: decision approved|declined, operator, reason), once
 
 A status can only be entered from these statuses; anything else is a late, duplicate or
 out-of-order delivery and is ignored (no event is appended):
@@ -42,6 +44,10 @@ failed never become each other otherwise; a payment in review leaves it only wit
 (succeeded, failed, canceled), so a late `processing` cannot release the hold; a payment that
 already succeeded does not move to review (the fraud alert still goes out); refunded is terminal
 except for a dispute; disputed is terminal.
+
+A PaymentIntent id is never lost: an event that brings the payment's first `payment_intent_id` is
+appended even when its status move is refused (e.g. a payment moved to review while Stripe was being
+called), recording the id without changing the status.
 """
 
 from __future__ import annotations
@@ -55,7 +61,10 @@ PAYMENT_CREATED = "payment.created"
 PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUNDED = "payment.refunded"
 PAYMENT_DISPUTE_CLOSED = "payment.dispute_closed"
+PAYMENT_REVIEWED = "payment.reviewed"
 FRAUD_SCORED = "fraud.scored"
+REVIEW_DECISIONS = frozenset({"approved", "declined"})
+CAPTURE_METHODS = frozenset({"automatic", "manual"})
 
 EVENT_STATUS: dict[str, Status] = {
     PAYMENT_CREATED: Status.CREATED,
@@ -68,7 +77,7 @@ EVENT_STATUS: dict[str, Status] = {
     "payment.canceled": Status.CANCELED,
     "payment.disputed": Status.DISPUTED,
 }
-EVENT_TYPES = frozenset({*EVENT_STATUS, PAYMENT_REFUNDED, PAYMENT_DISPUTE_CLOSED, FRAUD_SCORED})
+EVENT_TYPES = frozenset({*EVENT_STATUS, PAYMENT_REFUNDED, PAYMENT_DISPUTE_CLOSED, PAYMENT_REVIEWED, FRAUD_SCORED})
 
 _S = Status
 _BEFORE_OUTCOME = {_S.CREATED, _S.QUEUED, _S.PROCESSING, _S.REQUIRES_ACTION, _S.REVIEW}
@@ -112,6 +121,8 @@ class Decision:
     append: bool
     new_status: Status
     reason: str
+    # The event is appended only to record the payment's first PaymentIntent id: its status move was refused.
+    intent_only: bool = False
 
 
 def refund_total(projection: Projection, detail: Mapping[str, Any]) -> int:
@@ -147,6 +158,23 @@ def decide(projection: Projection | None, event_type: str, detail: Mapping[str, 
         if projection.dispute_status is not None:
             return Decision(False, current, "dispute already closed")
         return Decision(True, current, "dispute outcome recorded")
+    if event_type == PAYMENT_REVIEWED:
+        decision = detail.get("decision")
+        if decision not in REVIEW_DECISIONS:
+            raise ValueError(f"{PAYMENT_REVIEWED} needs detail decision in {sorted(REVIEW_DECISIONS)}, got {decision!r}")
+        if projection.review_decision is not None:
+            return Decision(False, current, f"review decision already recorded: {projection.review_decision}")
+        if current != Status.REVIEW:
+            return Decision(False, current, f"a {current} payment is not held in review")
+        return Decision(True, current, f"review decision recorded: {decision}")
+    decision = _status_decision(projection, event_type, detail)
+    if not decision.append and projection.payment_intent_id is None and detail.get("payment_intent_id"):
+        return Decision(True, current, f"PaymentIntent recorded ({decision.reason})", intent_only=True)
+    return decision
+
+
+def _status_decision(projection: Projection, event_type: str, detail: Mapping[str, Any]) -> Decision:
+    current = projection.status
     if event_type == PAYMENT_FAILED and current == Status.FAILED:
         if failure_attempt(detail) > projection.attempt:
             return Decision(True, current, f"retry attempt {failure_attempt(detail)} failed")
@@ -187,6 +215,7 @@ def apply(projection: Projection | None, event: PaymentEvent) -> Projection:
             device_id=detail.get("device_id"),
             ip_address=detail.get("ip_address"),
             country=detail.get("country"),
+            capture_method=detail.get("capture_method") or "automatic",
             created_at=event.occurred_at,
             updated_at=event.occurred_at,
             based_on_event_id=event.event_id,
@@ -205,12 +234,14 @@ def apply(projection: Projection | None, event: PaymentEvent) -> Projection:
     }
     if projection.payment_intent_id is None and detail.get("payment_intent_id"):
         changes["payment_intent_id"] = detail["payment_intent_id"]
-    if decision.append:
+    if decision.append and not decision.intent_only:
         changes["status"] = decision.new_status
         if event.event_type == FRAUD_SCORED:
             changes["risk_score"] = int(detail["risk_score"])
         elif event.event_type == PAYMENT_DISPUTE_CLOSED:
             changes["dispute_status"] = str(detail.get("dispute_status") or "closed")
+        elif event.event_type == PAYMENT_REVIEWED:
+            changes["review_decision"] = detail["decision"]
         elif decision.new_status == Status.FAILED:
             changes["failure_code"] = detail.get("failure_code")
             changes["failure_message"] = detail.get("failure_message")
@@ -234,10 +265,17 @@ def rebuild(events: Iterable[PaymentEvent]) -> Projection:
 
 
 def created_event(
-    transaction_id: str, request: PaymentRequest, *, event_id: str | None = None, occurred_at: str | None = None
+    transaction_id: str, request: PaymentRequest, *, event_id: str | None = None, occurred_at: str | None = None,
+    capture_method: str = "automatic",
 ) -> PaymentEvent:
-    """The first event of a new payment; its detail carries everything the projection needs from the request."""
+    """The first event of a new payment; its detail carries everything the projection needs from the request,
+    and `capture_method` when it is `manual` (risk-gated capture: fixed for the payment's life, so every
+    repeat of its PaymentIntent create sends the same parameters)."""
+    if capture_method not in CAPTURE_METHODS:
+        raise ValueError(f"capture_method must be one of {sorted(CAPTURE_METHODS)}, got {capture_method!r}")
     detail = request.model_dump(exclude={"amount", "currency", "customer_id"}, exclude_none=True)
+    if capture_method != "automatic":
+        detail["capture_method"] = capture_method
     return PaymentEvent(
         event_id=event_id or new_event_id(),
         event_type=PAYMENT_CREATED,
