@@ -36,6 +36,7 @@ PATCHED_ATTRIBUTES = [
     (EventTemplateParser, "parse"),
     (DynamoHandler, "call_action"),
     (DynamoDBStreamsHandler, "call_action"),
+    (DynamoDBBackend, "transact_write_items"),
 ]
 _MISSING = object()
 
@@ -254,7 +255,7 @@ def test_patched_dynamodb_requests_hold_one_lock(patched, monkeypatch):
         # only because we own it; another thread's acquire would block).
         seen.append(patches.DYNAMODB_LOCK._is_owned())
 
-    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact)
+    monkeypatch.setitem(patches.UPSTREAM, "DynamoDBBackend.transact_write_items", transact)
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
         client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
@@ -262,3 +263,40 @@ def test_patched_dynamodb_requests_hold_one_lock(patched, monkeypatch):
                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
         client.transact_write_items(TransactItems=[{"Put": {"TableName": "t", "Item": {"pk": {"S": "a"}}}}])
     assert seen == [True]
+
+
+def _cancelled_transaction_after_a_reader_opened_the_stream():
+    """A table with a stream and one committed item; a reader holds its stream shard (as an open iterator
+    does); a transaction writes one item and fails on the next; then a write commits. Returns (keys the
+    held shard has after the first record, keys of the table's shard now, sequence numbers now, items)."""
+    ddb = boto3.client("dynamodb", region_name=REGION)
+    ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"})
+    ddb.put_item(TableName="t", Item={"pk": {"S": "first"}})
+    held = dynamodb_backends[ACCOUNT][REGION].tables["t"].stream_shard
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "phantom"}}}},
+            {"Put": {"TableName": "t", "Item": {"pk": {"S": "first"}}, "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    ddb.put_item(TableName="t", Item={"pk": {"S": "committed"}})
+    current = dynamodb_backends[ACCOUNT][REGION].tables["t"].stream_shard
+    keys = lambda shard: [r.record["dynamodb"]["Keys"]["pk"]["S"] for r in shard.items[1:]]
+    sequences = [r.record["dynamodb"]["SequenceNumber"] for r in current.items]
+    return keys(held), keys(current), sequences, {i["pk"]["S"] for i in ddb.scan(TableName="t")["Items"]}
+
+
+def test_upstream_rollback_leaves_phantom_stream_records_for_open_iterators():
+    with mock_aws():
+        held, current, sequences, items = _cancelled_transaction_after_a_reader_opened_the_stream()
+    assert held == ["phantom"]  # what an open iterator reads; the committed write went to a copy of the shard
+    assert current == ["committed"] and items == {"first", "committed"}
+
+
+def test_patched_rollback_keeps_the_stream_without_phantoms(patched):
+    with mock_aws():
+        held, current, sequences, items = _cancelled_transaction_after_a_reader_opened_the_stream()
+    assert held == current == ["committed"]
+    assert len(set(sequences)) == 2 and items == {"first", "committed"}

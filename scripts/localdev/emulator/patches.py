@@ -160,6 +160,41 @@ def serialize_dynamodb_requests() -> None:
         handler.call_action = call_action  # type: ignore[method-assign]
 
 
+def keep_streams_through_transaction_rollbacks() -> None:
+    """A cancelled TransactWriteItems leaves no trace in the table's stream, and the stream stays the same.
+
+    moto writes a transaction's items one by one (each into the table's stream) and, when one condition
+    fails, puts back a deep copy of the whole table taken before. That copy has its own copy of the stream
+    shard, so (1) the items written before the failing one stay as records in the old shard, where open
+    iterators still read them, and (2) the restored shard numbers its next records from its shorter length,
+    reusing the sequence numbers of those phantom records. A poller that read a phantom record then asks for
+    records AFTER its sequence number and skips the real record now carrying it: a committed event that is
+    never relayed. Here the table object and its shard are kept, the shard truncated to its length before
+    the transaction, and the restored contents moved into the original table.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    upstream = DynamoDBBackend.transact_write_items
+    UPSTREAM["DynamoDBBackend.transact_write_items"] = upstream
+
+    def transact_write_items(self, transact_items):
+        before = {name: (table, table.stream_shard, len(table.stream_shard.items) if table.stream_shard else 0)
+                  for name, table in self.tables.items()}
+        try:
+            return UPSTREAM["DynamoDBBackend.transact_write_items"](self, transact_items)
+        except Exception:
+            for name, (original, shard, length) in before.items():
+                restored = self.tables.get(name)
+                if restored is not None and restored is not original:
+                    original.__dict__.update({k: v for k, v in restored.__dict__.items() if k != "stream_shard"})
+                    self.tables[name] = original
+                if shard is not None:
+                    del shard.items[length:]
+            raise
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def apply_patches() -> None:
     """Apply every patch once per process (later calls do nothing)."""
     global _applied
@@ -170,4 +205,5 @@ def apply_patches() -> None:
     compact_sqs_json_attributes()
     expose_sqs_redrive_allow_policy()
     serialize_dynamodb_requests()
+    keep_streams_through_transaction_rollbacks()
     _applied = True
