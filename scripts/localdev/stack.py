@@ -361,6 +361,9 @@ def _start_component(state: StackState, paths: Paths, name: str, ports: list[str
     _wait_until(lambda: HEALTH[name](state.ports), name, timeout, pid, log)
 
 
+CAPTURE_MODE_ENV = "CAPTURE_MODE"
+
+
 def _terraform_apply(paths: Paths, aws_endpoint: str, stripe_base: str) -> dict:
     """Apply the local environment; `stripe_base` is the Stripe API as the functions reach it."""
     from localdev.terraform import Terraform
@@ -373,6 +376,8 @@ def _terraform_apply(paths: Paths, aws_endpoint: str, stripe_base: str) -> dict:
             "region": REGION,
             "artifacts_dir": str(paths.build),
             "stripe_api_base": stripe_base,
+            # Risk-gated capture is chosen per `up` (docs/fraud.md); Terraform's validation names a bad value.
+            "capture_mode": os.environ.get(CAPTURE_MODE_ENV) or "automatic",
         },
         log_file=paths.logs / "terraform.log",
     )
@@ -441,7 +446,7 @@ def _write_outputs(paths, state, tf_outputs, aws_endpoint, stripe: StripeMode, a
         "logs_dir": str(paths.logs),
         **{k: tf_outputs[k] for k in (
             "api_id", "api_stage", "function_names", "queue_urls", "dlq_urls", "table_names", "bus_name",
-            "archive_name", "stream_name", "topic_arns", "secret_ids",
+            "archive_name", "stream_name", "topic_arns", "secret_ids", "capture_mode",
         ) if k in tf_outputs},
     }
     tmp = paths.outputs.with_suffix(".tmp")

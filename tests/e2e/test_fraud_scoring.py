@@ -7,6 +7,7 @@ the stream ends in the scorer's on-failure queue while later records of its shar
 from __future__ import annotations
 
 import json
+import time
 import uuid
 
 import pytest
@@ -56,25 +57,54 @@ def test_an_ordinary_customers_payments_are_scored_below_review(outputs, aws_cli
                           timeout=60) for body in bodies]
 
     assert [result["risk_score"] for result in results] == [0, 0, 0]
-    assert all(result["status"] == "succeeded" for result in results)  # scoring never holds a payment (yet)
+    assert all(result["status"] == "succeeded" for result in results)  # a score below review never holds one
     assert fraud_scored_detail(outputs, aws_client, bodies[0]["transaction_id"]) == {"risk_score": 0, "codes": []}
 
 
-def test_a_card_testing_burst_is_flagged(outputs, aws_client, payment_method):
+def test_a_card_testing_burst_is_flagged_and_alerted_once_per_payment(outputs, aws_client, payment_method,
+                                                                      subscribe_to_topic):
+    alerts_url = subscribe_to_topic("fraud-alerts")
     customer, device = f"cus_tester_{uuid.uuid4().hex[:8]}", f"device-{uuid.uuid4().hex[:8]}"
     bodies = [pay(outputs, payment_method, customer_id=customer, amount=100 + 5 * i, device_id=device,
                   ip_address="198.51.100.23", country="US") for i in range(20)]
 
-    scores = [eventually(lambda tid=body["transaction_id"]: scored(outputs, tid), "fraud.scored on the payment",
-                         timeout=90)["risk_score"] for body in bodies]
+    scores = {body["transaction_id"]: eventually(lambda tid=body["transaction_id"]: scored(outputs, tid),
+                                                 "fraud.scored on the payment", timeout=90)["risk_score"]
+              for body in bodies}
 
     # Every payment is scored once; from its third small payment on the customer (and the device) is
     # card testing: the first payment scored has no history and scores 0.
-    assert min(scores) == 0
-    assert sum(score >= 70 for score in scores) >= 18, scores
+    assert min(scores.values()) == 0
+    flagged = {tid for tid, score in scores.items() if score >= 70}
+    assert len(flagged) >= 18, scores
     last = fraud_scored_detail(outputs, aws_client, bodies[-1]["transaction_id"])
     assert last["risk_score"] >= 70
     assert {"card_testing_customer", "card_testing_device", "velocity"} <= set(last["codes"])
+
+    # One alert per flagged payment on fraud-alerts (none for the others), with the score and its reasons.
+    # With automatic capture the money had moved before the score arrived: the alert says so.
+    alerts: dict[str, list[dict]] = {}
+
+    def receive() -> bool:
+        sqs = aws_client("sqs")
+        for message in sqs.receive_message(QueueUrl=alerts_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", []):
+            alert = json.loads(json.loads(message["Body"])["Message"])
+            if alert["transaction_id"] in scores:
+                alerts.setdefault(alert["transaction_id"], []).append(alert)
+            sqs.delete_message(QueueUrl=alerts_url, ReceiptHandle=message["ReceiptHandle"])
+        return set(alerts) >= flagged
+
+    eventually(receive, "an alert for every flagged payment", timeout=90)
+    deadline = time.monotonic() + 5  # and no second alert for any of them
+    while time.monotonic() < deadline:
+        receive()
+    assert set(alerts) == flagged
+    assert all(len(received) == 1 for received in alerts.values()), {t: len(a) for t, a in alerts.items()}
+    sample = alerts[bodies[-1]["transaction_id"]][0]
+    assert (sample["risk_score"], sample["action"], sample["status"]) == (scores[bodies[-1]["transaction_id"]],
+                                                                        "already_captured", "succeeded")
+    assert {f["code"] for f in sample["risk_factors"]} == set(last["codes"])
+    assert all(call(outputs, "GET", f"/payments/{tid}")[1]["status"] == "succeeded" for tid in scores)
 
 
 def test_a_malformed_record_goes_to_the_on_failure_queue_without_blocking_its_shard(outputs, aws_client,

@@ -138,11 +138,27 @@ def test_new_payment_is_created_and_its_history_readable(api):
     assert body["status"] == "succeeded" and body["payment_intent_id"] == "pi_1"
     assert body["client_secret"] == "pi_1_secret_x" and (body["amount"], body["currency"]) == (2500, "eur")
     assert stripe.calls[0]["idempotency_key"] == f"paystream:{body['transaction_id']}:create"
+    assert stripe.calls[0]["capture_method"] == "automatic"
     assert stripe.built_with == ["sk_test_unit"]  # the key came from Secrets Manager
     status, payment = get_payment(get, body["transaction_id"])
     assert status == 200
     assert [e["type"] for e in payment["events"]] == ["payment.created", "payment.succeeded"]
     assert payment["status"] == "succeeded" and payment["based_on_event_id"] == payment["events"][-1]["id"]
+
+
+def test_risk_gated_capture_only_authorizes_and_the_payment_remembers_it(api, monkeypatch):
+    _, get, stripe, _ = api
+    monkeypatch.setenv("CAPTURE_MODE", "risk_gated")
+    initiate = load("initiate_payment", "initiate_payment_risk_gated")
+    stripe.outcome = "requires_capture"
+    status, body, _ = post(initiate, PAYMENT, key="gated-1")
+    assert status == 201 and body["status"] == "processing"
+    assert stripe.calls[-1]["capture_method"] == "manual"
+    events = boto3.client("dynamodb", region_name=REGION).query(
+        TableName="transactions", KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
+        ExpressionAttributeValues={":p": {"S": f"TXN#{body['transaction_id']}"}, ":e": {"S": "EVENT#"}})["Items"]
+    created = next(e for e in events if e["event_type"]["S"] == "payment.created")
+    assert created["detail"]["M"]["capture_method"] == {"S": "manual"}  # fixed for the payment's life
 
 
 def test_same_key_and_body_replays_the_original_response(api):

@@ -150,7 +150,7 @@ def test_rate_limited_create_is_repeated_with_the_same_key_and_parameters_then_s
     assert kind == "create"
     assert kwargs == {"transaction_id": "tx-1", "amount": 2500, "currency": "eur", "customer_id": "cus_1",
                       "payment_method_id": "pm_1", "description": "two tickets", "metadata": {"order_id": "o-1"},
-                      "idempotency_key": "paystream:tx-1:create"}
+                      "idempotency_key": "paystream:tx-1:create", "capture_method": "automatic"}
     projection, events = store.load("tx-1")
     assert [e.event_type for e in events] == ["payment.created", "payment.failed", "payment.succeeded"]
     assert events[-1].detail["attempt"] == 2 and "secret_never_stored" not in json.dumps(events[-1].detail)

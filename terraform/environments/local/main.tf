@@ -8,6 +8,11 @@ locals {
 
   artifacts_dir = trimsuffix(var.artifacts_dir, "/")
 
+  # The fraud configuration the scorer reads from SSM; the bus rules below use the same thresholds, so a
+  # score routes to review exactly when the scorer calls it a review (docs/fraud.md).
+  fraud_config     = jsondecode(file("${path.module}/fraud-config.json"))
+  review_threshold = try(local.fraud_config.thresholds.review, 70)
+
   layers = {
     core = "${local.artifacts_dir}/layers/core.zip"
     deps = "${local.artifacts_dir}/layers/deps.zip"
@@ -73,6 +78,7 @@ locals {
       layers      = ["core", "deps"]
       environment = merge(local.stripe_caller_environment, {
         IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
+        CAPTURE_MODE            = var.capture_mode
         POWERTOOLS_SERVICE_NAME = "initiate_payment"
         # Local only: lets the e2e suite crash the function at a chosen point (X-Paystream-Fault).
         FAULT_INJECTION_ENABLED = "true"
@@ -314,6 +320,72 @@ locals {
         }
       }
     }
+
+    fraud_review = {
+      description = "Holds flagged payments in review (cancels them at the block threshold) and alerts fraud-alerts, once per score"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 15
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE         = module.data.transactions_table_name
+        IDEMPOTENCY_TABLE          = module.data.idempotency_table_name
+        STRIPE_API_KEY_SECRET_ID   = module.secrets.secret_names["stripe_api_key"]
+        STRIPE_API_BASE            = var.stripe_api_base
+        FRAUD_ALERTS_TOPIC_ARN     = module.topics.topic_arns["fraud-alerts"]
+        FRAUD_CONFIG_PARAMETER     = module.parameters.parameter_names["fraud_config"]
+        FRAUD_CONFIG_CACHE_SECONDS = "30"
+        POWERTOOLS_SERVICE_NAME    = "fraud_review"
+        LOG_LEVEL                  = "INFO"
+      }
+      iam_statements = [
+        # GetItem reads the projection, Query reloads it after a concurrent append, TransactWriteItems
+        # (authorised per item: PutItem) appends payment.review / payment.canceled.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+        { sid = "FraudConfig", actions = ["ssm:GetParameter"], resources = [module.parameters.parameter_arns["fraud_config"]] },
+        { sid = "FraudAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["fraud-alerts"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      event_source_mappings = {
+        flagged = {
+          event_source_arn = module.queues.queue_arns["fraud-review"]
+          batch_size       = 10
+        }
+      }
+    }
+
+    capture_payment = {
+      description = "Risk-gated capture: captures an authorized payment once its fraud score is below review"
+      handler     = "handler.handler"
+      memory_size = 256
+      timeout     = 15
+      layers      = ["core", "deps"]
+      environment = {
+        TRANSACTIONS_TABLE         = module.data.transactions_table_name
+        STRIPE_API_KEY_SECRET_ID   = module.secrets.secret_names["stripe_api_key"]
+        STRIPE_API_BASE            = var.stripe_api_base
+        FRAUD_CONFIG_PARAMETER     = module.parameters.parameter_names["fraud_config"]
+        FRAUD_CONFIG_CACHE_SECONDS = "30"
+        POWERTOOLS_SERVICE_NAME    = "capture_payment"
+        LOG_LEVEL                  = "INFO"
+      }
+      iam_statements = [
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
+        { sid = "FraudConfig", actions = ["ssm:GetParameter"], resources = [module.parameters.parameter_arns["fraud_config"]] },
+        { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
+      ]
+      routes = {}
+      event_source_mappings = {
+        captures = {
+          event_source_arn = module.queues.queue_arns["payment-captures"]
+          batch_size       = 10
+        }
+      }
+    }
   }
 
   # Consumer queues fed by bus rules; each gets its own DLQ.
@@ -330,6 +402,11 @@ locals {
     payment-retry = { visibility_timeout_seconds = 60, max_receive_count = 10 }
     # The fraud scorer's on-failure destination: pointers to fraud-stream records it could not score.
     fraud-scoring-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    # Flagged payments for fraud_review. A payment parked while Stripe is down has no PaymentIntent to
+    # hold yet: its message comes back every 90 s, for up to 30 minutes, before the DLQ (alarmed).
+    fraud-review = { visibility_timeout_seconds = 90, max_receive_count = 20 }
+    # Risk-gated capture checks for capture_payment.
+    payment-captures = { visibility_timeout_seconds = 90, max_receive_count = 5 }
   }
 
   rules = {
@@ -355,6 +432,38 @@ locals {
         detail        = { retryable = [true] }
       })
       target_queue = "payment-retry"
+    }
+  }
+
+  # Fraud scores route by numeric matching on the score (thresholds from fraud-config.json).
+  fraud_rules = {
+    fraud-review = {
+      description = "Payments scored at or above the review threshold, to fraud_review (hold, block, alert)"
+      event_pattern = jsonencode({
+        source        = ["paystream.fraud"]
+        "detail-type" = ["fraud.scored"]
+        detail        = { risk_score = [{ numeric = [">=", local.review_threshold] }] }
+      })
+      target_queue = "fraud-review"
+    }
+    # Risk-gated capture needs two facts, each with its own event; whichever comes last captures.
+    fraud-cleared = {
+      description = "Payments scored below the review threshold, to capture_payment"
+      event_pattern = jsonencode({
+        source        = ["paystream.fraud"]
+        "detail-type" = ["fraud.scored"]
+        detail        = { risk_score = [{ numeric = ["<", local.review_threshold] }] }
+      })
+      target_queue = "payment-captures"
+    }
+    payment-authorized = {
+      description = "Manual-capture PaymentIntents Stripe authorized, to capture_payment"
+      event_pattern = jsonencode({
+        source        = ["paystream.payments"]
+        "detail-type" = ["payment.processing"]
+        detail        = { stripe_status = ["requires_capture"] }
+      })
+      target_queue = "payment-captures"
     }
   }
 
@@ -399,7 +508,7 @@ module "event_bus" {
   archive_retention_days = 7
   target_dlq_name        = "${var.name_prefix}-${var.bus_name}-target-dlq"
   target_queues          = { for k, arn in module.queues.queue_arns : k => { arn = arn, url = module.queues.queue_urls[k] } }
-  rules                  = local.rules
+  rules                  = merge(local.rules, local.fraud_rules)
   kms_key_arn            = module.kms.key_arn
   tags                   = local.tags
 }

@@ -79,3 +79,8 @@ output "parameter_names" {
   description = "SSM parameter names by key (fraud_config: the fraud scorer's configuration)."
   value       = module.parameters.parameter_names
 }
+
+output "capture_mode" {
+  description = "automatic or risk_gated (docs/fraud.md)."
+  value       = var.capture_mode
+}

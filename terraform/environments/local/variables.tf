@@ -43,3 +43,14 @@ variable "bus_name" {
   type        = string
   default     = "payments"
 }
+
+variable "capture_mode" {
+  description = "automatic: PaymentIntents capture when confirmed. risk_gated: they are only authorized; a fraud score below review captures them, a payment held in review waits for scripts/review.py approve|decline (docs/fraud.md)."
+  type        = string
+  default     = "automatic"
+
+  validation {
+    condition     = contains(["automatic", "risk_gated"], var.capture_mode)
+    error_message = "capture_mode must be automatic or risk_gated."
+  }
+}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from typing import Literal
 
 from aws_lambda_powertools.utilities import parameters
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,6 +61,11 @@ class Settings(BaseModel):
     # FraudConfig JSON (docs/fraud.md), re-read at most every `fraud_config_cache_seconds`.
     fraud_profiles_table: str | None = Field(None, json_schema_extra={"env": "FRAUD_PROFILES_TABLE"})
     fraud_config_parameter: str | None = Field(None, json_schema_extra={"env": "FRAUD_CONFIG_PARAMETER"})
+    # Fraud review (lambdas/fraud_review): where alerts with the score and its reasons go.
+    fraud_alerts_topic_arn: str | None = Field(None, json_schema_extra={"env": "FRAUD_ALERTS_TOPIC_ARN"})
+    # Risk-gated capture (docs/fraud.md): `risk_gated` creates PaymentIntents with manual capture; a low
+    # fraud score captures them (lambdas/capture_payment), a high one holds them for review.
+    capture_mode: Literal["automatic", "risk_gated"] = Field("automatic", json_schema_extra={"env": "CAPTURE_MODE"})
     fraud_config_cache_seconds: int = Field(300, ge=0, le=3600, json_schema_extra={"env": "FRAUD_CONFIG_CACHE_SECONDS"})
 
     @classmethod

@@ -83,6 +83,7 @@ def create_payment_intent(gateway: Gateway, projection: Projection) -> dict:
         description=projection.description,
         metadata={"order_id": projection.order_id},
         idempotency_key=stripe_idempotency_key(projection.transaction_id),
+        capture_method=projection.capture_method,
     )
 
 
@@ -105,8 +106,10 @@ def _response(projection: Projection, client_secret: str | None) -> dict[str, An
 
 class PaymentService:
     def __init__(self, store: EventStore, gateway: Gateway, breaker: Breaker, parker: Parker,
-                 fault_point: Callable[[str], None] | None = None):
+                 fault_point: Callable[[str], None] | None = None, capture_method: str = "automatic"):
+        """`capture_method` for new payments: `manual` under risk-gated capture (the fraud score decides)."""
         self._store = store
+        self._capture_method = capture_method
         self._gateway = gateway
         self._breaker = breaker
         self._parker = parker
@@ -115,7 +118,7 @@ class PaymentService:
 
     def initiate(self, transaction_id: str, request: PaymentRequest) -> InitiateResult:
         permit = self._breaker.allow()
-        first = created_event(transaction_id, request)
+        first = created_event(transaction_id, request, capture_method=self._capture_method)
         projection = apply(None, first)
         if permit is None:
             return self._park_new(projection, first, "payment provider unavailable: circuit breaker open")

@@ -11,9 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
-from paystream.models import PaymentEvent, Projection
+from paystream.models import PaymentEvent, Projection, Status
 
 PROJECTION_SK = "PROJECTION"
+# The sparse GSI of projections by status (terraform/modules/data), sort key created_at.
+STATUS_INDEX = "by-status"
 PAYMENT_INTENT_LINK_SK = "LINK"
 _CONFLICT_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
 
@@ -47,6 +49,9 @@ class TransactionsTable(Protocol):
 
     def query_partition(self, pk: str) -> list[dict[str, Any]]:
         """Every item under `pk`, sorted by sk, read consistently."""
+
+    def query_index(self, index_name: str, key_attribute: str, value: str) -> list[dict[str, Any]]:
+        """All items of one GSI partition (only ops tools call it)."""
 
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         """One item, read consistently."""
@@ -170,6 +175,12 @@ class EventStore:
     def get_projection(self, transaction_id: str) -> Projection | None:
         item = self._table.get_item(partition_key(transaction_id), PROJECTION_SK)
         return None if item is None else Projection.model_validate(item)
+
+    def projections_in_status(self, status: Status) -> list[Projection]:
+        """Every payment now in `status`, oldest first, from the sparse by-status index (ops tools: a
+        GSI is eventually consistent, so a payment that just moved may still be listed or missing)."""
+        items = self._table.query_index(STATUS_INDEX, "status_pk", f"STATUS#{Status(status).value}")
+        return [Projection.model_validate(item) for item in items]
 
     def find_transaction_id(self, payment_intent_id: str) -> str | None:
         """The payment a PaymentIntent belongs to, from the link its first recording wrote (1 GetItem)."""

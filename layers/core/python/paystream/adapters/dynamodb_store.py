@@ -89,6 +89,26 @@ class DynamoDBTransactionsTable:
         except (ClientError, BotoCoreError) as exc:
             raise EventStoreError(f"reading {pk} from {self._table_name} failed: {exc}") from exc
 
+    def query_index(self, index_name: str, key_attribute: str, value: str) -> list[dict[str, Any]]:
+        """Every item of a GSI partition (eventually consistent, as GSIs are), all pages."""
+        request = {
+            "TableName": self._table_name,
+            "IndexName": index_name,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": key_attribute},
+            "ExpressionAttributeValues": {":v": {"S": value}},
+        }
+        items: list[dict[str, Any]] = []
+        try:
+            while True:
+                page = self._client.query(**request)
+                items.extend(deserialize(item) for item in page.get("Items", []))
+                if "LastEvaluatedKey" not in page:
+                    return items
+                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as exc:
+            raise EventStoreError(f"querying {index_name} of {self._table_name} failed: {exc}") from exc
+
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:
             response = self._client.get_item(

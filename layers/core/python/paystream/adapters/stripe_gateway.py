@@ -121,9 +121,11 @@ class StripeGateway:
     def create_and_confirm_payment_intent(self, *, transaction_id: str, amount: int, currency: str,
                                           customer_id: str, payment_method_id: str, idempotency_key: str,
                                           description: str | None = None,
-                                          metadata: dict[str, str] | None = None) -> dict:
+                                          metadata: dict[str, str] | None = None,
+                                          capture_method: str = "automatic") -> dict:
         """Create and confirm in one call. Returns the PaymentIntent (status succeeded, requires_action,
-        processing…); a decline raises PaymentProviderError with `payment_intent` set."""
+        processing…, or requires_capture with `capture_method="manual"`); a decline raises
+        PaymentProviderError with `payment_intent` set."""
         # Platform keys last: a client's metadata can never overwrite them.
         full_metadata = {**(metadata or {}), "transaction_id": transaction_id, "customer_id": customer_id}
         _check_metadata(full_metadata)
@@ -137,6 +139,8 @@ class StripeGateway:
         }
         if description:
             params["description"] = description
+        if capture_method == "manual":
+            params["capture_method"] = "manual"
         try:
             intent = self._client.v1.payment_intents.create(params=params, options={"idempotency_key": idempotency_key})
         except stripe.CardError as exc:
@@ -151,9 +155,21 @@ class StripeGateway:
         except stripe.StripeError as exc:
             raise map_stripe_error(exc) from exc
 
-    def cancel_payment_intent(self, payment_intent_id: str, *, idempotency_key: str) -> dict:
+    def cancel_payment_intent(self, payment_intent_id: str, *, idempotency_key: str,
+                              cancellation_reason: str | None = None) -> dict:
+        """Cancel a PaymentIntent not yet captured (`cancellation_reason`: Stripe's, e.g. `fraudulent`)."""
+        params = {"cancellation_reason": cancellation_reason} if cancellation_reason else None
         try:
-            intent = self._client.v1.payment_intents.cancel(payment_intent_id, options={"idempotency_key": idempotency_key})
+            intent = self._client.v1.payment_intents.cancel(payment_intent_id, params=params,
+                                                            options={"idempotency_key": idempotency_key})
+        except stripe.StripeError as exc:
+            raise map_stripe_error(exc) from exc
+        return _to_dict(intent)
+
+    def capture_payment_intent(self, payment_intent_id: str, *, idempotency_key: str) -> dict:
+        """Capture an authorized (requires_capture) PaymentIntent in full."""
+        try:
+            intent = self._client.v1.payment_intents.capture(payment_intent_id, options={"idempotency_key": idempotency_key})
         except stripe.StripeError as exc:
             raise map_stripe_error(exc) from exc
         return _to_dict(intent)

@@ -74,6 +74,7 @@ def payment_service(settings: Settings, fault_point: Callable[[str], None] | Non
         breaker=breaker,
         parker=SqsParker(LazyClient("sqs"), settings.parked_queue_url),
         fault_point=fault_point,
+        capture_method="manual" if settings.capture_mode == "risk_gated" else "automatic",
     )
 
 
@@ -134,6 +135,13 @@ def stripe_event_processor(settings: Settings) -> "StripeEventProcessor":
         alerts=OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn),
         unmatched_retry_receives=settings.unmatched_retry_receives,
     )
+
+
+def fraud_review_service(settings: Settings, thresholds: "Thresholds") -> "FraudReviewService":
+    """Holds, blocks and captures by fraud score (lambdas/fraud_review, lambdas/capture_payment, scripts/review.py)."""
+    from paystream.review import FraudReviewService
+
+    return FraudReviewService(event_store(settings), LazyStripeGateway(settings), thresholds)
 
 
 def fraud_profile_store(settings: Settings, config: "FraudConfig") -> "DynamoDBProfileStore":

@@ -1,0 +1,1 @@
+"""Operations tools for a running paystream environment (local stack or AWS)."""
