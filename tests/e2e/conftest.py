@@ -118,3 +118,11 @@ def pytest_collection_modifyitems(config, items):
     applied again, which gives the stack a new API key (and drops queues tests created), so every test
     that reads the session's outputs must run before them. The sort is stable: the rest keep their order."""
     items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is not None)
+
+
+@pytest.fixture()
+def payment_method(stripe_client) -> str:
+    """A Visa test card that succeeds (no 3-D Secure)."""
+    return stripe_client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    ).id

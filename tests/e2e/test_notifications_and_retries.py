@@ -18,7 +18,7 @@ import pytest
 
 from localdev.stripe_server import set_rate_limit
 
-from .test_payments_api import call, eventually, payment, payment_event_types
+from .test_payments_api import call, eventually, pay, payment_event_types
 
 pytestmark = pytest.mark.e2e
 
@@ -121,13 +121,6 @@ def settled(outputs, aws_client, transaction_id: str) -> bool:
         QueueUrl=outputs["queue_urls"]["notifications"],
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
     return attributes["ApproximateNumberOfMessages"] == "0" and attributes["ApproximateNumberOfMessagesNotVisible"] == "0"
-
-
-def pay(outputs, payment_method: str, **overrides) -> dict:
-    status, body, _ = call(outputs, "POST", "/payments", payment(payment_method, **overrides),
-                           {"Idempotency-Key": uuid.uuid4().hex})
-    assert status == 201, body
-    return body
 
 
 def test_a_payment_that_succeeds_is_notified_once_with_filterable_attributes(outputs, aws_client, stripe_client,

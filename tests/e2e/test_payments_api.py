@@ -26,16 +26,17 @@ def call(outputs: dict, method: str, path: str, body: dict | bytes | None = None
         return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
 
 
-@pytest.fixture()
-def payment_method(stripe_client) -> str:
-    return stripe_client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    ).id
-
-
 def payment(payment_method: str, **overrides) -> dict:
     return {"amount": 4200, "currency": "USD", "customer_id": "cus_e2e", "payment_method_id": payment_method,
             "order_id": f"order-{uuid.uuid4().hex[:8]}", **overrides}
+
+
+def pay(outputs: dict, payment_method: str, **fields) -> dict:
+    """POST /payments with a fresh Idempotency-Key; the payment must be accepted (201)."""
+    status, body, _ = call(outputs, "POST", "/payments", payment(payment_method, **fields),
+                           {"Idempotency-Key": uuid.uuid4().hex})
+    assert status == 201, body
+    return body
 
 
 def payment_event_types(got: dict) -> list[str]:

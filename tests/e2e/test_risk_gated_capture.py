@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import PROJECT_ROOT
-from .test_payments_api import call, eventually, payment
+from .test_payments_api import call, eventually, pay
 
 pytestmark = pytest.mark.e2e
 
@@ -49,20 +49,6 @@ def outputs_path(stack_state_dir, outputs) -> Path:
         yield path
     finally:
         _up(stack_state_dir, "automatic")
-
-
-@pytest.fixture()
-def payment_method(stripe_client) -> str:
-    return stripe_client.v1.payment_methods.create(
-        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
-    ).id
-
-
-def pay(outputs: dict, payment_method: str, **fields) -> dict:
-    status, body, _ = call(outputs, "POST", "/payments", payment(payment_method, **fields),
-                           {"Idempotency-Key": uuid.uuid4().hex})
-    assert status == 201, body
-    return body
 
 
 def get(outputs: dict, transaction_id: str) -> dict:

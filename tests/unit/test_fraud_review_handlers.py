@@ -4,39 +4,25 @@ charged yet are batch item failures; a cleared risk-gated payment is captured wh
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, load_handler
 from test_review import FakeStripe, make_payment
 
 from paystream.adapters import stripe_gateway
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.store import EventStore
 
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 REGION = "us-east-1"
 PARAMETER = "/paystream/test/fraud-config"
 
 
-class Context:
-    function_name = "fraud_review"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:fraud_review"
-    aws_request_id = "req-1"
+def Context() -> LambdaContext:
+    return LambdaContext("fraud_review", 30_000)
 
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test", LAMBDAS / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture()
@@ -44,16 +30,8 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
-        ddb.create_table(
-            TableName="idempotency", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        )
+        create_transactions_table(ddb)
+        create_hash_key_table(ddb, "idempotency", "id")
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_unit"}))
         boto3.client("ssm", region_name=REGION).put_parameter(
@@ -98,7 +76,7 @@ def scored(transaction_id: str, score: int) -> dict:
 
 def test_a_flagged_payment_is_held_and_alerted_once(aws):
     make_payment(aws["store"], aws["stripe"], "tx-1", risk_score=75)
-    fraud_review = load("fraud_review")
+    fraud_review = load_handler("fraud_review")
 
     assert fraud_review.handler(sqs_event(scored("tx-1", 75)), Context()) == {"batchItemFailures": []}
     assert fraud_review.handler(sqs_event(scored("tx-1", 75)), Context()) == {"batchItemFailures": []}  # redelivered
@@ -113,7 +91,7 @@ def test_a_flagged_payment_is_held_and_alerted_once(aws):
 
 def test_a_payment_at_the_block_threshold_is_canceled_and_alerted(aws):
     make_payment(aws["store"], aws["stripe"], "tx-2", risk_score=100)
-    assert load("fraud_review").handler(sqs_event(scored("tx-2", 100)), Context()) == {"batchItemFailures": []}
+    assert load_handler("fraud_review").handler(sqs_event(scored("tx-2", 100)), Context()) == {"batchItemFailures": []}
     assert aws["store"].get_projection("tx-2").status == "canceled"
     assert aws["stripe"].intents["pi_tx-2"]["status"] == "canceled"
     (alert,) = aws["alerts"]()
@@ -122,7 +100,7 @@ def test_a_payment_at_the_block_threshold_is_canceled_and_alerted(aws):
 
 def test_unusable_messages_and_payments_not_charged_yet_are_retried_without_an_alert(aws):
     make_payment(aws["store"], aws["stripe"], "tx-parked", events=("payment.queued",))
-    result = load("fraud_review").handler(
+    result = load_handler("fraud_review").handler(
         sqs_event("not json", {"source": "paystream.payments", "detail-type": "payment.created", "detail": {}},
                   scored("tx-parked", 80)), Context())
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"},
@@ -133,7 +111,7 @@ def test_unusable_messages_and_payments_not_charged_yet_are_retried_without_an_a
 def test_a_cleared_risk_gated_payment_is_captured_by_whichever_fact_arrives_last(aws):
     store, stripe = aws["store"], aws["stripe"]
     make_payment(store, stripe, "tx-3")  # authorized, not scored yet
-    capture_payment = load("capture_payment")
+    capture_payment = load_handler("capture_payment")
     authorized = {"source": "paystream.payments", "detail-type": "payment.processing",
                   "detail": {"transaction_id": "tx-3", "stripe_status": "requires_capture"}}
 

@@ -5,7 +5,6 @@ SSM parameter (validated at cold start), and the EMF metrics count what happened
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, load_handler
 
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.adapters.fraud_profiles import FraudConfigSource
@@ -23,19 +23,12 @@ from paystream.payments import append_event
 from paystream.states import apply, created_event
 from paystream.store import EventStore
 
-HANDLER = Path(__file__).resolve().parents[2] / "lambdas" / "fraud_scorer" / "handler.py"
 REGION = "us-east-1"
 PARAMETER = "/paystream/test/fraud-config"
 
 
-class Context:
-    function_name = "fraud_scorer"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:fraud_scorer"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+def Context() -> LambdaContext:
+    return LambdaContext("fraud_scorer", 60_000)
 
 
 @pytest.fixture()
@@ -43,29 +36,13 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                                  {"AttributeName": "sk", "AttributeType": "S"}],
-        )
-        ddb.create_table(
-            TableName="fraud-profiles", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        )
+        create_transactions_table(ddb)
+        create_hash_key_table(ddb, "fraud-profiles", "pk")
         for key, value in {"TRANSACTIONS_TABLE": "transactions", "FRAUD_PROFILES_TABLE": "fraud-profiles",
                            "FRAUD_CONFIG_PARAMETER": PARAMETER, "POWERTOOLS_SERVICE_NAME": "fraud_scorer"}.items():
             monkeypatch.setenv(key, value)
         yield {"ddb": ddb, "ssm": boto3.client("ssm", region_name=REGION),
                "events": EventStore(DynamoDBTransactionsTable(ddb, "transactions"))}
-
-
-def load_handler(name: str = "fraud_scorer_under_test"):
-    spec = importlib.util.spec_from_file_location(name, HANDLER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def set_config(aws, document: dict | str) -> None:
@@ -112,7 +89,7 @@ def emitted_metrics(output: str) -> dict[str, float]:
 
 def test_a_burst_is_scored_in_order_and_fraud_scored_appended_to_each_payment(aws, capsys):
     set_config(aws, {})
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     datas = [stored_payment(aws["events"], f"tx-{i}", amount=150, seconds_ago=60 - i) for i in range(6)]
     capsys.readouterr()
 
@@ -132,7 +109,7 @@ def test_a_burst_is_scored_in_order_and_fraud_scored_appended_to_each_payment(aw
 
 
 def test_malformed_records_are_reported_and_the_others_scored(aws, capsys):
-    handler = load_handler()  # no parameter at all: the defaults
+    handler = load_handler("fraud_scorer")  # no parameter at all: the defaults
     good = stored_payment(aws["events"], "tx-1")
     missing_amount = json.dumps({"event_id": "e-2", "transaction_id": "tx-2", "customer_id": "cus_2",
                                  "currency": "usd", "occurred_at": "2026-11-22T05:00:00.000Z"}).encode()
@@ -149,14 +126,14 @@ def test_malformed_records_are_reported_and_the_others_scored(aws, capsys):
 
 
 def test_a_batch_of_only_malformed_records_is_reported_not_raised(aws):
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     event = kinesis_event([b"{}"])
     assert handler.handler(event, Context()) == {
         "batchItemFailures": [{"itemIdentifier": event["Records"][0]["kinesis"]["sequenceNumber"]}]}
 
 
 def test_a_redelivered_batch_writes_nothing_twice(aws):
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     event = kinesis_event([stored_payment(aws["events"], "tx-1"), stored_payment(aws["events"], "tx-2")])
     handler.handler(event, Context())
 
@@ -168,7 +145,7 @@ def test_a_redelivered_batch_writes_nothing_twice(aws):
 
 def test_the_configuration_comes_from_the_parameter(aws):
     set_config(aws, {"weights": {"first_payment_above_limit": 80}, "amount": {"first_payment_limit": 1000}})
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1", amount=5000)]), Context())
 
     assert aws["events"].load("tx-1")[0].risk_score == 80
@@ -176,7 +153,7 @@ def test_the_configuration_comes_from_the_parameter(aws):
 
 def test_the_ip_country_table_comes_from_the_configuration(aws):
     set_config(aws, {"ip_countries": {"203.0.113.0/24": "DE", "198.51.100.0/24": "US"}})
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1")]), Context())  # 203.0.113.9, country US
 
     projection, events = aws["events"].load("tx-1")
@@ -186,7 +163,7 @@ def test_the_ip_country_table_comes_from_the_configuration(aws):
 
 
 def test_the_lookup_is_built_again_only_when_a_new_configuration_applies(aws):
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     provider = FakeProvider('{"ip_countries": {"203.0.113.0/24": "DE"}}')
     handler.config_source = FraudConfigSource(PARAMETER, provider=provider)
     handler.handler(kinesis_event([stored_payment(aws["events"], "tx-1", customer_id="cus_1")]), Context())
@@ -201,7 +178,7 @@ def test_the_lookup_is_built_again_only_when_a_new_configuration_applies(aws):
 
 
 def test_a_decline_the_relay_forwards_is_recorded_for_its_customer_not_scored(aws):
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     created = stored_payment(aws["events"], "tx-1", amount=5000)
     projection, _ = aws["events"].load("tx-1")
     append_event(aws["events"], projection, "payment.failed",
@@ -224,13 +201,13 @@ def test_a_decline_the_relay_forwards_is_recorded_for_its_customer_not_scored(aw
 def test_an_invalid_configuration_fails_the_cold_start_naming_every_bad_field(aws):
     set_config(aws, {"velocity": {"window_seconds": 0}, "weights": {"velocty": 10}})
     with pytest.raises(FraudConfigError) as raised:
-        load_handler("fraud_scorer_misconfigured")
+        load_handler("fraud_scorer", "fraud_scorer_misconfigured")
     message = str(raised.value)
     assert PARAMETER in message and "velocity.window_seconds" in message and "weights.velocty" in message
 
 
 def test_a_failing_profile_read_fails_the_whole_batch_for_a_retry(aws):
-    handler = load_handler()
+    handler = load_handler("fraud_scorer")
     event = kinesis_event([stored_payment(aws["events"], "tx-1")])
     aws["ddb"].delete_table(TableName="fraud-profiles")
 

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, load_handler
 
 from paystream.adapters import stripe_gateway
 from paystream.adapters.stripe_gateway import PaymentProviderError
 from paystream.store import EventStore
 
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 REGION = "us-east-1"
 
 
-class Context:
-    function_name = "initiate_payment"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:initiate_payment"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+def Context() -> LambdaContext:
+    return LambdaContext("initiate_payment", 10_000)
 
 
 class FakeStripe:
@@ -58,27 +50,13 @@ class FakeStripe:
         return next(i for i in self.intents.values() if i["id"] == payment_intent_id)
 
 
-def load(name: str, module_name: str):
-    spec = importlib.util.spec_from_file_location(module_name, LAMBDAS / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture()
 def api(monkeypatch):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
-        ddb.create_table(
-            TableName="idempotency", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        )
+        create_transactions_table(ddb)
+        create_hash_key_table(ddb, "idempotency", "id")
         queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="parked")["QueueUrl"]
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_unit"}))
@@ -92,8 +70,8 @@ def api(monkeypatch):
         stripe = FakeStripe()
         built_with = []
         monkeypatch.setattr(stripe_gateway, "StripeGateway", lambda api_key, **kw: built_with.append(api_key) or stripe)
-        initiate = load("initiate_payment", "initiate_payment_under_test")
-        get = load("get_payment", "get_payment_under_test")
+        initiate = load_handler("initiate_payment", "initiate_payment_under_test")
+        get = load_handler("get_payment", "get_payment_under_test")
         stripe.built_with = built_with
         yield initiate, get, stripe, queue_url
 
@@ -149,7 +127,7 @@ def test_new_payment_is_created_and_its_history_readable(api):
 def test_risk_gated_capture_only_authorizes_and_the_payment_remembers_it(api, monkeypatch):
     _, get, stripe, _ = api
     monkeypatch.setenv("CAPTURE_MODE", "risk_gated")
-    initiate = load("initiate_payment", "initiate_payment_risk_gated")
+    initiate = load_handler("initiate_payment", "initiate_payment_risk_gated")
     stripe.outcome = "requires_capture"
     status, body, _ = post(initiate, PAYMENT, key="gated-1")
     assert status == 201 and body["status"] == "processing"
@@ -323,7 +301,7 @@ def test_a_parked_payment_is_resumed_once_stripe_is_back(api):
     initiate, get, stripe, queue_url = api
     stripe.outcome = "unavailable"
     parked = post(initiate, PAYMENT)[1]
-    resume = load("resume_payments", "resume_payments_under_test")
+    resume = load_handler("resume_payments", "resume_payments_under_test")
     stripe.outcome = "succeeded"
     assert resume.handler(sqs_event(queue_url), Context()) == {"batchItemFailures": []}
     payment = get_payment(get, parked["transaction_id"])[1]
@@ -335,7 +313,7 @@ def test_a_parked_payment_waits_with_backoff_while_the_breaker_is_open(api):
     initiate, get, stripe, queue_url = api
     stripe.outcome = "unavailable"
     parked = [post(initiate, PAYMENT, key=k)[1] for k in ("a", "b")]  # threshold 2: open
-    resume = load("resume_payments", "resume_payments_under_test")
+    resume = load_handler("resume_payments", "resume_payments_under_test")
     calls = len(stripe.calls)
     event = sqs_event(queue_url)
     result = resume.handler(event, Context())
@@ -363,7 +341,7 @@ def test_fault_header_crashes_after_the_stripe_call_only_when_enabled(api, monke
     assert status == 201 and exits == []
 
     monkeypatch.setenv("FAULT_INJECTION_ENABLED", "true")
-    enabled = load("initiate_payment", "initiate_payment_with_faults")
+    enabled = load_handler("initiate_payment", "initiate_payment_with_faults")
     monkeypatch.setattr(enabled.os, "_exit", fake_exit)
     with pytest.raises(InjectedCrash):
         post(enabled, PAYMENT, key="crash", headers={"X-Paystream-Fault": "after_stripe_call"})

@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import LambdaContext, create_transactions_table
 
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.models import PaymentRequest
@@ -22,25 +23,15 @@ REGION = "us-east-1"
 REQUEST = PaymentRequest(amount=5000, currency="usd", customer_id="cus_1", payment_method_id="pm_1", order_id="o-1")
 
 
-class Context:
-    function_name = "process_payment"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:process_payment"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 20_000
+def Context() -> LambdaContext:
+    return LambdaContext("process_payment", 20_000)
 
 
 @pytest.fixture()
 def stack(monkeypatch):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
+        create_transactions_table(ddb)
         sqs = boto3.client("sqs", region_name=REGION)
         queue_url = sqs.create_queue(QueueName="process-payment")["QueueUrl"]
         alerts_url = sqs.create_queue(QueueName="ops-alerts-subscriber")["QueueUrl"]

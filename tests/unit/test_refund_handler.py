@@ -5,31 +5,23 @@ stored exactly as the platform stores it."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, load_handler
 
 from paystream.adapters import stripe_gateway
 from paystream.adapters.stripe_gateway import REFUND_EXCEEDS_REMAINING, PaymentProviderError
 from paystream.refunds import refund_request_key, stripe_refund_idempotency_key
 
-LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
 REGION = "us-east-1"
 ROUTE = "/payments/{transaction_id}/refunds"
 
 
-class Context:
-    function_name = "refund_payment"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:refund_payment"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
+def Context() -> LambdaContext:
+    return LambdaContext("refund_payment", 10_000)
 
 
 class FakeStripe:
@@ -82,27 +74,13 @@ class FakeStripe:
         return dict(next(c for c in self.charges.values() if c["id"] == charge_id))
 
 
-def load(name: str, module_name: str):
-    spec = importlib.util.spec_from_file_location(module_name, LAMBDAS / name / "handler.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture()
 def api(monkeypatch):
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}],
-        )
-        ddb.create_table(
-            TableName="idempotency", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        )
+        create_transactions_table(ddb)
+        create_hash_key_table(ddb, "idempotency", "id")
         queue_url = boto3.client("sqs", region_name=REGION).create_queue(QueueName="parked")["QueueUrl"]
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_unit"}))
@@ -115,9 +93,9 @@ def api(monkeypatch):
             monkeypatch.setenv(key, value)
         stripe = FakeStripe()
         monkeypatch.setattr(stripe_gateway, "StripeGateway", lambda api_key, **kw: stripe)
-        initiate = load("initiate_payment", "initiate_payment_for_refunds")
-        refunds = load("refund_payment", "refund_payment_under_test")
-        get = load("get_payment", "get_payment_for_refunds")
+        initiate = load_handler("initiate_payment", "initiate_payment_for_refunds")
+        refunds = load_handler("refund_payment", "refund_payment_under_test")
+        get = load_handler("get_payment", "get_payment_for_refunds")
         yield initiate, refunds, get, stripe
 
 

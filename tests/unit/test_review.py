@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import create_transactions_table
 
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.adapters.stripe_gateway import PaymentProviderError
@@ -74,15 +75,7 @@ def store(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"}
-                                  for name in ("pk", "sk", "status_pk", "created_at")],
-            GlobalSecondaryIndexes=[{"IndexName": "by-status", "Projection": {"ProjectionType": "ALL"},
-                                     "KeySchema": [{"AttributeName": "status_pk", "KeyType": "HASH"},
-                                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]}],
-        )
+        create_transactions_table(client, TABLE, status_index=True)
         yield EventStore(DynamoDBTransactionsTable(client, TABLE))
 
 

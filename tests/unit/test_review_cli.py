@@ -10,6 +10,7 @@ import time
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import create_transactions_table
 from test_review import FakeStripe, flag, make_payment
 
 from paystream.adapters import stripe_gateway
@@ -26,14 +27,7 @@ def env(monkeypatch, tmp_path):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     with mock_aws():
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName="transactions", BillingMode="PAY_PER_REQUEST",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "sk", "status_pk", "created_at")],
-            GlobalSecondaryIndexes=[{"IndexName": "by-status", "Projection": {"ProjectionType": "ALL"},
-                                     "KeySchema": [{"AttributeName": "status_pk", "KeyType": "HASH"},
-                                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]}],
-        )
+        create_transactions_table(ddb, "transactions", status_index=True)
         boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="stripe-key", SecretString=json.dumps({"api_key": "sk_test_from_secrets_manager"}))
         stripe, keys = FakeStripe(), []

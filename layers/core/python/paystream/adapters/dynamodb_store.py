@@ -71,33 +71,25 @@ class DynamoDBTransactionsTable:
             raise EventStoreError(f"writing to {self._table_name} failed: {exc}") from exc
 
     def query_partition(self, pk: str) -> list[dict[str, Any]]:
-        request = {
+        # One Query for any ordinary payment; a partition over 1 MB continues from LastEvaluatedKey.
+        return self._query_all({
             "TableName": self._table_name,
             "KeyConditionExpression": "pk = :pk",
             "ExpressionAttributeValues": {":pk": {"S": pk}},
             "ConsistentRead": True,
-        }
-        items: list[dict[str, Any]] = []
-        try:
-            # One Query for any ordinary payment; a partition over 1 MB continues from LastEvaluatedKey.
-            while True:
-                page = self._client.query(**request)
-                items.extend(deserialize(item) for item in page.get("Items", []))
-                if "LastEvaluatedKey" not in page:
-                    return items
-                request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise EventStoreError(f"reading {pk} from {self._table_name} failed: {exc}") from exc
+        }, f"reading {pk} from {self._table_name}")
 
     def query_index(self, index_name: str, key_attribute: str, value: str) -> list[dict[str, Any]]:
         """Every item of a GSI partition (eventually consistent, as GSIs are), all pages."""
-        request = {
+        return self._query_all({
             "TableName": self._table_name,
             "IndexName": index_name,
             "KeyConditionExpression": "#k = :v",
             "ExpressionAttributeNames": {"#k": key_attribute},
             "ExpressionAttributeValues": {":v": {"S": value}},
-        }
+        }, f"querying {index_name} of {self._table_name}")
+
+    def _query_all(self, request: dict[str, Any], what: str) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         try:
             while True:
@@ -107,7 +99,7 @@ class DynamoDBTransactionsTable:
                     return items
                 request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as exc:
-            raise EventStoreError(f"querying {index_name} of {self._table_name} failed: {exc}") from exc
+            raise EventStoreError(f"{what} failed: {exc}") from exc
 
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         try:
