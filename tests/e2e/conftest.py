@@ -117,7 +117,9 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `restarts_stack` run after all others: a restarted emulator comes back empty and is
     applied again, which gives the stack a new API key (and drops queues tests created), so every test
     that reads the session's outputs must run before them. The sort is stable: the rest keep their order."""
-    items.sort(key=lambda item: item.get_closest_marker("restarts_stack") is not None)
+    # Log audits read what every other test made the platform log, so they come last of all.
+    items.sort(key=lambda item: (item.get_closest_marker("audits_logs") is not None,
+                                 item.get_closest_marker("restarts_stack") is not None))
 
 
 @pytest.fixture()
