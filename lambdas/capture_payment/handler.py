@@ -54,6 +54,7 @@ def capture(record: SQSRecord) -> None:
         logger.error("unusable capture message: it will end in the DLQ", extra={"reason": str(exc)})
         raise
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     thresholds = config_source.current().thresholds
     outcome = fraud_review_service(settings, Thresholds(review=thresholds.review, block=thresholds.block)) \
         .capture_if_cleared(transaction_id)

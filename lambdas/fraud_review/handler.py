@@ -61,6 +61,7 @@ def review(record: SQSRecord) -> None:
         logger.error("unusable fraud review message: it will end in the DLQ", extra={"reason": str(exc)})
         raise
     logger.append_keys(transaction_id=flag.transaction_id)
+    logger.set_correlation_id(flag.transaction_id)  # the payment's id correlates every log line
     configured = config_source.current().thresholds
     thresholds = Thresholds(review=configured.review, block=configured.block)
     outcome = fraud_review_service(settings, thresholds).flagged(flag)

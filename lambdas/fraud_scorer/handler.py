@@ -79,6 +79,7 @@ def score_records(event: dict) -> dict[str, RecordOutcome]:
 def report(outcome: RecordOutcome) -> None:
     transaction_id = outcome.payment.transaction_id if outcome.payment else None
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     try:
         if outcome.failed:
             logger.warning("fraud record not applied", extra={"error": outcome.error, "retryable": outcome.retryable})

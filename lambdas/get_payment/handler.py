@@ -21,6 +21,7 @@ MAX_TRANSACTION_ID_LENGTH = 64
 @tracer.capture_method
 def get_payment(transaction_id: str) -> Response:
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     if len(transaction_id) > MAX_TRANSACTION_ID_LENGTH:
         return Response(404, content_types.APPLICATION_JSON, {"error": "not_found", "message": "no such payment"})
     try:

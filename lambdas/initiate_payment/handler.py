@@ -76,6 +76,7 @@ def create_payment() -> Response:
     caller = caller_identity(event.request_context.raw_event)
     transaction_id = transaction_id_for(caller, key)
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     try:
         with idempotency_refusals():
             outcome = initiate(command=idempotent_command(

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
 from paystream.adapters.wiring import dynamodb_client, notification_service
 from paystream.config import Settings
-from paystream.notifications import Delivery, InvalidNotificationMessage, NotificationService
+from paystream.notifications import NOTIFICATIONS_TOPIC, Delivery, InvalidNotificationMessage, NotificationService
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
@@ -28,6 +28,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 settings = Settings.from_env(require=("idempotency_table", "notifications_topic_arn", "ops_alerts_topic_arn"))
 # Redeliveries come within the queue's retention (4 days) and relay retries within minutes.
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600
+OUTCOME_METRICS = {"payment.succeeded": "PaymentsSucceeded", "payment.failed": "PaymentsFailed",
+                   "payment.refunded": "PaymentsRefunded", "payment.disputed": "PaymentsDisputed"}
 idempotency_config = IdempotencyConfig(event_key_jmespath="idempotency_key",
                                        expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client())
@@ -41,7 +43,13 @@ def service() -> NotificationService:
 @idempotent_function(data_keyword_argument="delivery", persistence_store=persistence, config=idempotency_config)
 def publish_once(delivery: dict) -> dict:
     fields = {k: v for k, v in delivery.items() if k != "idempotency_key"}
-    return {"message_id": service().publish(Delivery(**fields))}
+    message_id = service().publish(Delivery(**fields))
+    # The platform's outcome metrics, whichever path (API, webhook, retry, review) produced the outcome:
+    # counted here because this runs once per (event, topic), and every outcome reaches the customer topic.
+    outcome = OUTCOME_METRICS.get(fields["message"]["event_type"])
+    if outcome and fields["topic"] == NOTIFICATIONS_TOPIC:
+        metrics.add_metric(name=outcome, unit=MetricUnit.Count, value=1)
+    return {"message_id": message_id}
 
 
 def notify(record: SQSRecord) -> None:
@@ -56,6 +64,7 @@ def notify(record: SQSRecord) -> None:
         return
     for delivery in deliveries:
         logger.append_keys(transaction_id=delivery.message["transaction_id"])
+        logger.set_correlation_id(delivery.message["transaction_id"])  # the payment's id correlates every log line
         published = publish_once(delivery={**dataclasses.asdict(delivery), "idempotency_key": delivery.idempotency_key})
         logger.info("notification published", extra={"topic": delivery.topic, "event_type": delivery.message["event_type"],
                                                       "sns_message_id": published["message_id"]})

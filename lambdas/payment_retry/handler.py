@@ -63,6 +63,7 @@ def retry(record: SQSRecord) -> None:
         logger.error("unusable retry message: it will end in the DLQ", extra={"reason": str(exc)})
         raise
     logger.append_keys(transaction_id=failed.transaction_id, attempt=failed.attempt + 1)
+    logger.set_correlation_id(failed.transaction_id)  # the payment's id correlates every log line
     wait = service().wait_seconds(failed)
     try:
         if wait > 0:

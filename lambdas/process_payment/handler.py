@@ -62,6 +62,7 @@ def process_record(record: SQSRecord) -> None:
         raise
     if outcome.transaction_id:
         logger.append_keys(transaction_id=outcome.transaction_id)
+        logger.set_correlation_id(outcome.transaction_id)  # the payment's id correlates every log line
     logger.info("Stripe event processed", extra={"outcome": outcome.status, "payment_status": outcome.payment_status,
                                                  "appended": outcome.appended, "reason": outcome.reason})
     metrics.add_metric(name="WebhooksProcessed", unit=MetricUnit.Count, value=1)

@@ -63,6 +63,7 @@ def _refused(error: ApiError) -> Response:
 def create_refund(transaction_id: str) -> Response:
     event = app.current_event
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     try:
         key = idempotency_key(event.headers)
         # No body, or an empty one, is a full refund.

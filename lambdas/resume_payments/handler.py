@@ -46,6 +46,7 @@ def service() -> PaymentService:
 def resume(record: SQSRecord) -> None:
     transaction_id = json.loads(record.body)["transaction_id"]
     logger.append_keys(transaction_id=transaction_id)
+    logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     try:
         result = service().resume(transaction_id)
     except ProviderUnavailable as exc:

@@ -8,14 +8,16 @@ from __future__ import annotations
 import os
 
 import boto3
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
 
 from paystream.adapters.inbox import DynamoDBWebhookInbox
 from paystream.adapters.secrets import WebhookSigningSecrets
 from paystream.webhooks import InvalidWebhook, WebhookIngestor
 
 logger = Logger()
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 app = APIGatewayRestResolver()
 
 ingestor = WebhookIngestor(
@@ -34,14 +36,17 @@ def receive_stripe_webhook() -> Response:
         result = ingestor.ingest(event.decoded_body or "", event.headers.get("Stripe-Signature"))
     except InvalidWebhook as exc:
         logger.warning("webhook rejected", extra={"reason": exc.reason})
+        metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)
         return Response(400, content_types.APPLICATION_JSON, {"error": "invalid_webhook", "message": exc.reason})
     logger.info(
         "webhook stored",
         extra={"stripe_event_id": result.event_id, "stripe_event_type": result.event_type, "duplicate": result.duplicate},
     )
+    metrics.add_metric(name="WebhooksDuplicate" if result.duplicate else "WebhooksStored", unit=MetricUnit.Count, value=1)
     return Response(200, content_types.APPLICATION_JSON, {"received": True, "duplicate": result.duplicate})
 
 
 @logger.inject_lambda_context
+@metrics.log_metrics
 def handler(event, context):
     return app.resolve(event, context)

@@ -5,6 +5,7 @@ the test set up)."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -55,3 +56,16 @@ def create_hash_key_table(ddb: Any, name: str, key: str) -> None:
     ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
                      KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
                      AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}])
+
+
+def emf_metrics(captured: str) -> list[tuple[str, float]]:
+    """(name, value) of every EMF metric in captured stdout, in order (Powertools prints one JSON blob per flush)."""
+    metrics = []
+    for line in captured.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            blob = json.loads(line)
+            for directive in blob["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = blob[metric["Name"]]
+                    metrics += [(metric["Name"], v) for v in (value if isinstance(value, list) else [value])]
+    return metrics

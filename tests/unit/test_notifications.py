@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
+from lambda_testing import emf_metrics
 
 from paystream.notifications import InvalidNotificationMessage, NotificationService
 
@@ -171,7 +172,7 @@ def notifier(monkeypatch):
         yield module, batch, received, inbound
 
 
-def test_handler_publishes_each_event_once_even_when_redelivered(notifier):
+def test_handler_publishes_each_event_once_even_when_redelivered(notifier, capsys):
     module, batch, received, _ = notifier
     success = json.dumps(bus_event("payment.succeeded", payment_intent_id="pi_1"))
     dispute = json.dumps(bus_event("payment.disputed", event_id="ev-9", dispute_id="dp_1", dispute_reason="fraudulent"))
@@ -184,6 +185,11 @@ def test_handler_publishes_each_event_once_even_when_redelivered(notifier):
     assert attributes["payment.succeeded"] == {"event_type": "payment.succeeded", "customer_id": "cus_1", "currency": "eur"}
     [alert] = received("ops-alerts")
     assert json.loads(alert["Message"])["alert"] == "payment_disputed"
+    # Outcome metrics count each outcome event once, redeliveries and the second topic included.
+    assert sorted(emf_metrics(capsys.readouterr().out)) == [
+        ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0),
+        ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0),
+        ("PaymentsDisputed", 1.0), ("PaymentsSucceeded", 1.0)]
 
 
 def test_handler_fails_only_unusable_records_and_skips_retryable_failures(notifier):

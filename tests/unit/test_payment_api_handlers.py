@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 
 import boto3
 import pytest
 from moto import mock_aws
-from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, load_handler
+from lambda_testing import LambdaContext, create_hash_key_table, create_transactions_table, emf_metrics, load_handler
 
 from paystream.adapters import stripe_gateway
 from paystream.adapters.stripe_gateway import PaymentProviderError
@@ -139,6 +140,19 @@ def test_risk_gated_capture_only_authorizes_and_the_payment_remembers_it(api, mo
     assert created["detail"]["M"]["capture_method"] == {"S": "manual"}  # fixed for the payment's life
 
 
+def test_log_lines_carry_the_transaction_id_as_correlation_id(api):
+    initiate, _, _, _ = api
+    written = io.StringIO()
+    previous = initiate.logger.registered_handler.setStream(written)  # the JSON lines as CloudWatch gets them
+    try:
+        _, body, _ = post(initiate, PAYMENT, key="logged-1")
+    finally:
+        initiate.logger.registered_handler.setStream(previous)
+    lines = [json.loads(line) for line in written.getvalue().splitlines()]
+    initiated = next(line for line in lines if line["message"] == "payment initiated")
+    assert initiated["correlation_id"] == initiated["transaction_id"] == body["transaction_id"]
+
+
 def test_same_key_and_body_replays_the_original_response(api):
     initiate, _, stripe, _ = api
     first = post(initiate, PAYMENT)
@@ -148,22 +162,13 @@ def test_same_key_and_body_replays_the_original_response(api):
     assert len(stripe.calls) == 1
 
 
-def _emf_metrics(captured: str) -> list[str]:
-    names = []
-    for line in captured.splitlines():
-        if line.startswith("{") and '"_aws"' in line:
-            blob = json.loads(line)
-            names += [m["Name"] for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
-    return names
-
-
 def test_each_answer_is_counted_as_an_emf_metric(api, capsys):
     initiate, _, _, _ = api
     capsys.readouterr()
     post(initiate, PAYMENT)
     post(initiate, PAYMENT)
     post(initiate, {**PAYMENT, "amount": 0}, key="key-2")
-    assert _emf_metrics(capsys.readouterr().out) == ["PaymentsInitiated", "PaymentsReplayed", "PaymentRequestsRejected"]
+    assert [name for name, _ in emf_metrics(capsys.readouterr().out)] == ["PaymentsInitiated", "PaymentsReplayed", "PaymentRequestsRejected"]
 
 
 def test_same_key_with_another_body_is_422(api):

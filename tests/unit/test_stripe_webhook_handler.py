@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 import stripe
+from lambda_testing import emf_metrics
 from moto import mock_aws
 
 HANDLER_PATH = Path(__file__).resolve().parents[2] / "lambdas" / "stripe_webhook" / "handler.py"
@@ -76,7 +77,7 @@ def test_signed_event_is_stored_then_acknowledged(handler_module, base64_encoded
     assert item["expires_at"] - item["received_at"] == 90 * 86400
 
 
-def test_duplicate_is_acknowledged_with_200(handler_module):
+def test_duplicate_is_acknowledged_with_200(handler_module, capsys):
     module, _ = handler_module
     body = event_body("evt_dup")
     header = stripe.WebhookSignature.generate_signature_header(body, SECRET)
@@ -84,9 +85,11 @@ def test_duplicate_is_acknowledged_with_200(handler_module):
     response = module.handler(api_event(body, {"stripe-signature": header}), Context())
     assert response["statusCode"] == 200
     assert json.loads(response["body"])["duplicate"] is True
+    assert [m for m in emf_metrics(capsys.readouterr().out) if m[0].startswith("Webhooks")] == [
+        ("WebhooksStored", 1.0), ("WebhooksDuplicate", 1.0)]
 
 
-def test_bad_signature_is_400_and_nothing_stored(handler_module):
+def test_bad_signature_is_400_and_nothing_stored(handler_module, capsys):
     module, table = handler_module
     body = event_body("evt_forged")
     header = stripe.WebhookSignature.generate_signature_header(body, "whsec_attacker")
@@ -94,3 +97,4 @@ def test_bad_signature_is_400_and_nothing_stored(handler_module):
     assert response["statusCode"] == 400
     assert json.loads(response["body"])["error"] == "invalid_webhook"
     assert "Item" not in table.get_item(Key={"pk": "STRIPE_EVENT#evt_forged", "sk": "INBOX"})
+    assert ("WebhooksRejected", 1.0) in emf_metrics(capsys.readouterr().out)
