@@ -430,12 +430,17 @@ def test_requests_are_counted_by_caller_and_operation(aws, emulator_endpoint):
     as_dataplane = boto3.client("sqs", endpoint_url=emulator_endpoint, region_name="us-east-1",
                                 config=BotoConfig(user_agent_extra="localdev-dataplane"))
     as_dataplane.receive_message(QueueUrl=queue_url, WaitTimeSeconds=0)
+    as_function = boto3.client("sqs", endpoint_url=emulator_endpoint, region_name="us-east-1",
+                               config=BotoConfig(user_agent_appid="paystream-local-notifier"))
+    as_function.send_message(QueueUrl=queue_url, MessageBody="three")
 
     status, _, body = http("GET", f"{emulator_endpoint}/_localdev/requests")
     assert status == 200
     assert json.loads(body)["requests"] == {
-        "clients": {"sns.CreateTopic": 1, "sns.GetTopicAttributes": 1, "sqs.CreateQueue": 1, "sqs.SendMessage": 2},
+        "clients": {"sns.CreateTopic": 1, "sns.GetTopicAttributes": 1, "sqs.CreateQueue": 1, "sqs.SendMessage": 3},
         "dataplane": {"sqs.ReceiveMessage": 1},
     }
+    by_function = json.loads(http("GET", f"{emulator_endpoint}/_localdev/requests?by=app")[2])["requests"]
+    assert by_function == {"paystream-local-notifier": {"sqs.SendMessage": 1}}
     assert http("DELETE", f"{emulator_endpoint}/_localdev/requests")[0] == 200
     assert json.loads(http("GET", f"{emulator_endpoint}/_localdev/requests")[2])["requests"] == {}

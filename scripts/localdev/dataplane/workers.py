@@ -200,6 +200,9 @@ class FunctionPool:
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             "AWS_ACCESS_KEY_ID": "test",
+            # In AWS a function's requests are signed with its role's credentials; here the function's name in
+            # the User-Agent (`app/<name>`) lets the emulator tell which function made which request.
+            "AWS_SDK_UA_APP_ID": dict(spec.env).get("AWS_SDK_UA_APP_ID", spec.name),
             "AWS_SECRET_ACCESS_KEY": "test",
             "_HANDLER": spec.handler,
             "LAMBDA_TASK_ROOT": str(self.task_root),

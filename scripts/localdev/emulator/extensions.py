@@ -32,6 +32,7 @@ StartResponse = Callable[..., Any]
 CREDENTIAL_SERVICE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/(?P<service>[^/]+)/aws4_request")
 # The local data plane's clients add this to their User-Agent; what it sends is Lambda's own work.
 DATAPLANE_USER_AGENT = "localdev-dataplane"
+USER_AGENT_APP_ID = re.compile(r"(?:^|\s)app/(\S+)")
 MAX_FORM_BYTES = 1 << 20
 
 
@@ -66,25 +67,33 @@ def aws_operation(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 class RequestCounter:
-    """AWS API requests the emulator served, by caller (`clients` or `dataplane`) and `service.Operation`."""
+    """AWS API requests the emulator served, by caller (`clients` or `dataplane`) and `service.Operation`;
+    and the clients' requests again by the application id in their User-Agent (`app/<id>`, botocore's
+    AWS_SDK_UA_APP_ID), which the data plane sets to the function's name: what each function called."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, collections.Counter[str]] = {}
+        self._by_app: dict[str, collections.Counter[str]] = {}
 
     def record(self, environ: dict[str, Any]) -> None:
-        caller = "dataplane" if DATAPLANE_USER_AGENT in environ.get("HTTP_USER_AGENT", "") else "clients"
+        user_agent = environ.get("HTTP_USER_AGENT", "")
+        caller = "dataplane" if DATAPLANE_USER_AGENT in user_agent else "clients"
         service, operation = aws_operation(environ)
+        app = USER_AGENT_APP_ID.search(user_agent)
         with self._lock:
             self._counts.setdefault(caller, collections.Counter())[f"{service}.{operation}"] += 1
+            if app and caller == "clients":
+                self._by_app.setdefault(app[1], collections.Counter())[f"{service}.{operation}"] += 1
 
-    def snapshot(self) -> dict[str, dict[str, int]]:
+    def snapshot(self, by_app: bool = False) -> dict[str, dict[str, int]]:
         with self._lock:
-            return {caller: dict(sorted(counts.items())) for caller, counts in sorted(self._counts.items())}
+            counts = self._by_app if by_app else self._counts
+            return {caller: dict(sorted(c.items())) for caller, c in sorted(counts.items())}
 
     def reset(self) -> None:
         with self._lock:
-            self._counts = {}
+            self._counts, self._by_app = {}, {}
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
@@ -129,7 +138,7 @@ class LocalDevExtensions:
             return _json(200, {"status": "ok", "instance_id": self.instance_id})
         if path == "/_localdev/requests":
             if request.method == "GET":
-                return _json(200, {"requests": self.requests.snapshot()})
+                return _json(200, {"requests": self.requests.snapshot(by_app=request.args.get("by") == "app")})
             if request.method == "DELETE":
                 self.requests.reset()
                 return _json(200, {"requests": {}})
