@@ -3,6 +3,10 @@
 Used by the stack orchestrator (in process, through `Terraform`) and by `make plan/apply ENV=…`
 (`python -m localdev terraform plan|apply|destroy|output --env NAME`).
 
+The AWS environments (dev, staging, prod) keep their state in S3: `init` passes the environment's
+`backend.hcl` (`-backend-config=backend.hcl`) and every plan/apply its `terraform.tfvars`. Nothing here can
+reach AWS by itself: the usual credential chain decides where those commands go.
+
 The hashicorp/aws provider is taken from a filesystem mirror when one exists, because the
 registry is often unreachable (CI sandboxes, trains). Everything Terraform writes for the local
 environment (data dir, state, CLI config) lives under the stack's state directory, so a test stack
@@ -29,6 +33,11 @@ MIN_TERRAFORM = (1, 5)
 INSTALL_HINT = "install Terraform >= 1.5 (https://developer.hashicorp.com/terraform/install)"
 # Lines kept from a failed command's output in the exception message; the full text is in the log.
 ERROR_TAIL_LINES = 12
+# Per AWS environment: the S3 backend settings and the environment's values, both in its directory.
+BACKEND_CONFIG_FILE = "backend.hcl"
+VARIABLES_FILE = "terraform.tfvars"
+# What the shipped backend.hcl files hold until a user puts their own bucket and lock table there.
+BACKEND_PLACEHOLDER = "REPLACE_ME"
 
 
 class TerraformError(RuntimeError):
@@ -96,7 +105,9 @@ class Terraform:
 
     `state_dir/tf` holds the data dir and the CLI config, and, when the configuration declares a
     `backend "local"`, the state itself (`state_dir/tf/terraform.tfstate`, unless `backend_config`
-    says otherwise). `backend_config` is passed to `init` as `-backend-config=k=v`. All command
+    says otherwise). `backend_config_file` (a file in the configuration directory, e.g. backend.hcl)
+    and then `backend_config` are passed to `init` as `-backend-config=…`; `var_files` (also in the
+    configuration directory) and then `variables` to plan/apply/destroy as `-var-file=…`. All command
     output is appended to `log_file` (default `state_dir/tf/terraform.log`).
     """
 
@@ -108,6 +119,8 @@ class Terraform:
         log_file: Path | str | None = None,
         backend_config: dict[str, str] | None = None,
         mirror: Path | None | bool = True,
+        backend_config_file: str | None = None,
+        var_files: list[str] | None = None,
     ) -> None:
         self.env_dir = Path(env_dir).resolve()
         if not self.env_dir.is_dir():
@@ -118,6 +131,8 @@ class Terraform:
         if backend_config is None and _declares_local_backend(self.env_dir):
             backend_config = {"path": str(self.tf_dir / "terraform.tfstate")}
         self.backend_config = dict(backend_config or {})
+        self.backend_config_file = backend_config_file
+        self.var_files = list(var_files or [])
         # mirror=True: look for one; a Path: use it; None/False: use the registry.
         self.mirror = find_plugin_mirror() if mirror is True else (mirror or None)
         self.terraform = find_terraform()
@@ -126,13 +141,29 @@ class Terraform:
 
     # -- commands ---------------------------------------------------------------------------
 
-    def init(self, backend: bool = True) -> None:
-        self._check_version()
+    def init_args(self, backend: bool = True) -> list[str]:
+        """The `terraform init` arguments (without the binary); checks the backend config file first."""
         args = ["init", "-input=false", "-no-color"]
-        if backend:
-            args += [f"-backend-config={key}={value}" for key, value in self.backend_config.items()]
-        else:
-            args.append("-backend=false")
+        if not backend:
+            return [*args, "-backend=false"]
+        if self.backend_config_file:
+            self._check_backend_config_file()
+            args.append(f"-backend-config={self.backend_config_file}")
+        return args + [f"-backend-config={key}={value}" for key, value in self.backend_config.items()]
+
+    def plan_args(self, detailed_exitcode: bool = True) -> list[str]:
+        args = ["plan", "-input=false", "-no-color", "-lock-timeout=60s", *self._var_args()]
+        return [*args, "-detailed-exitcode"] if detailed_exitcode else args
+
+    def apply_args(self) -> list[str]:
+        return ["apply", "-input=false", "-no-color", "-auto-approve", "-lock-timeout=60s", *self._var_args()]
+
+    def destroy_args(self) -> list[str]:
+        return ["destroy", "-input=false", "-no-color", "-auto-approve", "-lock-timeout=60s", *self._var_args()]
+
+    def init(self, backend: bool = True) -> None:
+        args = self.init_args(backend)
+        self._check_version()
         result = self._run(args)
         if result.returncode == 0:
             return
@@ -157,21 +188,16 @@ class Terraform:
 
     def plan(self, detailed_exitcode: bool = True) -> int:
         """0: no changes; 2: changes (only with detailed_exitcode); raises on error."""
-        args = ["plan", "-input=false", "-no-color", "-lock-timeout=60s", *self._var_args()]
-        if detailed_exitcode:
-            args.append("-detailed-exitcode")
-        result = self._run(args)
+        result = self._run(self.plan_args(detailed_exitcode))
         if result.returncode == 0 or (detailed_exitcode and result.returncode == 2):
             return result.returncode
         raise self._error("plan", result)
 
     def apply(self) -> None:
-        args = ["apply", "-input=false", "-no-color", "-auto-approve", "-lock-timeout=60s", *self._var_args()]
-        self._check("apply", self._run(args))
+        self._check("apply", self._run(self.apply_args()))
 
     def destroy(self) -> None:
-        args = ["destroy", "-input=false", "-no-color", "-auto-approve", "-lock-timeout=60s", *self._var_args()]
-        self._check("destroy", self._run(args))
+        self._check("destroy", self._run(self.destroy_args()))
 
     def output(self) -> dict[str, Any]:
         """Every root output as {name: value} (sensitive ones included: the caller decides)."""
@@ -197,13 +223,32 @@ class Terraform:
         return env
 
     def _var_args(self) -> list[str]:
+        # The configuration's own files first: later files win, so `variables` override them.
+        args = [f"-var-file={name}" for name in self.var_files]
+        missing = [name for name in self.var_files if not (self.env_dir / name).is_file()]
+        if missing:
+            raise TerraformError(f"{self.env_dir / missing[0]} is missing: it holds the environment's values")
         if not self.variables:
-            return []
+            return args
         # A JSON var file keeps maps, lists and numbers typed, and keeps values off the command line.
         var_file = self.tf_dir / "variables.tfvars.json"
         var_file.parent.mkdir(parents=True, exist_ok=True)
         var_file.write_text(json.dumps(self.variables, indent=2, sort_keys=True))
-        return [f"-var-file={var_file}"]
+        return [*args, f"-var-file={var_file}"]
+
+    def _check_backend_config_file(self) -> None:
+        """One clear line instead of Terraform asking for a bucket it cannot prompt for, or an S3 error."""
+        path = self.env_dir / self.backend_config_file
+        if not path.is_file():
+            raise TerraformError(
+                f"{path} is missing: create it with the bucket, key, region and dynamodb_table of this "
+                f"environment's S3 state (like terraform/environments/dev/{BACKEND_CONFIG_FILE})"
+            )
+        settings = [line.split("#", 1)[0] for line in path.read_text().splitlines()]
+        if any(BACKEND_PLACEHOLDER in line for line in settings):
+            raise TerraformError(
+                f"{path} still holds {BACKEND_PLACEHOLDER} placeholders: put your state bucket and lock table names there"
+            )
 
     def _run(self, args: list[str], capture: bool = False) -> subprocess.CompletedProcess[str]:
         """Run terraform, appending its output to the log as it comes (so the log can be followed).
@@ -269,9 +314,12 @@ def for_environment(
     state_dir = Path(state_dir).resolve()
     if env_name == "local":
         return Terraform(env_dir, state_dir, variables, log_file or state_dir / "logs" / "terraform.log")
-    # Remote environments keep their state in their own backend; only the data dir is per state dir,
-    # under a per-environment name so that `plan --env prod` never reuses the local data dir.
-    return Terraform(env_dir, state_dir / f"tf-{env_name}", variables, log_file)
+    # Remote environments keep their state in their own backend (backend.hcl); only the data dir is per
+    # state dir, under a per-environment name so that `plan --env prod` never reuses the local data dir.
+    return Terraform(
+        env_dir, state_dir / f"tf-{env_name}", variables, log_file,
+        backend_config_file=BACKEND_CONFIG_FILE, var_files=[VARIABLES_FILE],
+    )
 
 
 def _parse_var(text: str) -> tuple[str, Any]:
@@ -300,7 +348,8 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         tf = for_environment(args.env, args.state_dir, dict(args.var))
-        tf.init()
+        # Validation needs no state: it works before backend.hcl is filled in, and offline.
+        tf.init(backend=args.command != "validate")
         tf.echo = args.command != "output"
         if args.command == "plan":
             changes = tf.plan(detailed_exitcode=True)

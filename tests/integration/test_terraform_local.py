@@ -67,13 +67,14 @@ def test_outputs_name_everything_the_stack_needs(stack):
     assert out["function_names"] == {
         name: f"{PREFIX}-{name.replace('_', '-')}"
         for name in ("stripe_webhook", "initiate_payment", "get_payment", "outbox_relay", "resume_payments",
-                     "process_payment", "notifier", "payment_retry", "refund_payment", "fraud_scorer")
+                     "process_payment", "notifier", "payment_retry", "refund_payment", "fraud_scorer",
+                     "fraud_review", "capture_payment")
     }
-    assert set(out["queue_urls"]) == {"process-payment", "parked-payments", "relay-failures", "notifications",
-                                      "payment-retry", "fraud-scoring-failures"}
-    assert set(out["dlq_urls"]) == {
-        "process-payment", "parked-payments", "relay-failures", "notifications", "payment-retry", "event-bus-targets",
-        "relay-failures-destination", "fraud-scoring-failures", "fraud-scoring-failures-destination"}
+    queues = {"process-payment", "parked-payments", "relay-failures", "notifications", "payment-retry",
+              "fraud-scoring-failures", "fraud-review", "payment-captures"}
+    assert set(out["queue_urls"]) == queues
+    assert set(out["dlq_urls"]) == queues | {
+        "event-bus-targets", "relay-failures-destination", "fraud-scoring-failures-destination"}
     assert set(out["table_names"]) == {"transactions", "idempotency", "fraud_profiles"}
     assert out["parameter_names"] == {"fraud_config": f"/{PREFIX}/fraud-config"}
     assert set(out["topic_arns"]) == {"payment-notifications", "fraud-alerts", "ops-alerts"}

@@ -55,9 +55,12 @@ def test_terraform_files_are_formatted():
 
 def test_modules_with_logic_have_terraform_tests():
     # Route nesting and event-source wiring are computed, so they are tested, not only validated; so are
-    # the failure paths (rule targets' retry policy + DLQ, each queue's own DLQ, an alarm per DLQ).
-    for module in ("api", "lambda_function", "event_bus", "queues", "alarms"):
+    # the failure paths (rule targets' retry policy + DLQ, each queue's own DLQ, an alarm per DLQ), and the
+    # platform's composition; each AWS environment is planned with its own terraform.tfvars.
+    for module in ("api", "lambda_function", "event_bus", "queues", "alarms", "platform"):
         assert list((TERRAFORM_DIR / "modules" / module / "tests").glob("*.tftest.hcl")), module
+    for environment in ("dev", "staging", "prod"):
+        assert list((TERRAFORM_DIR / "environments" / environment / "tests").glob("*.tftest.hcl")), environment
 
 
 def test_every_module_has_the_standard_files():

@@ -1,86 +1,77 @@
-# Names and ids only: secret values never leave Secrets Manager.
+# The platform's outputs, unchanged (scripts/localdev/stack.py reads them). Names and ids only: secret
+# values never leave Secrets Manager.
 
 output "region" {
   description = "Region of every resource."
-  value       = var.region
+  value       = module.platform.region
 }
 
 output "api_id" {
   description = "ID of the REST API."
-  value       = module.api.api_id
+  value       = module.platform.api_id
 }
 
 output "api_stage" {
   description = "Stage the API is deployed to."
-  value       = module.api.stage_name
+  value       = module.platform.api_stage
 }
 
 output "api_key_id" {
   description = "ID of the default API key (value: apigateway get-api-key --include-value)."
-  value       = module.api.api_key_id
+  value       = module.platform.api_key_id
 }
 
 output "function_names" {
   description = "Lambda function names by function key."
-  value       = { for k, fn in module.functions : k => fn.function_name }
+  value       = module.platform.function_names
 }
 
 output "queue_urls" {
   description = "Consumer queue URLs by short name."
-  value       = module.queues.queue_urls
+  value       = module.platform.queue_urls
 }
 
 output "dlq_urls" {
   description = "URL of every dead-letter queue: consumer DLQs by queue name, event-bus-targets, and the outbox relay's on-failure destination."
-  value = merge(module.queues.dlq_urls, {
-    event-bus-targets          = module.event_bus.target_dlq_url
-    relay-failures-destination = module.queues.queue_urls["relay-failures"]
-    # The fraud scorer's on-failure destination.
-    fraud-scoring-failures-destination = module.queues.queue_urls["fraud-scoring-failures"]
-  })
+  value       = module.platform.dlq_urls
 }
 
 output "table_names" {
   description = "DynamoDB table names."
-  value = {
-    transactions = module.data.transactions_table_name
-    idempotency  = module.data.idempotency_table_name
-    # Fraud risk profiles.
-    fraud_profiles = module.data.fraud_profiles_table_name
-  }
+  value       = module.platform.table_names
 }
 
 output "bus_name" {
   description = "Name of the event bus."
-  value       = module.event_bus.bus_name
+  value       = module.platform.bus_name
 }
 
 output "archive_name" {
   description = "Name of the archive of every event on the bus."
-  value       = module.event_bus.archive_name
+  value       = module.platform.archive_name
 }
 
 output "stream_name" {
   description = "Name of the Kinesis fraud stream."
-  value       = module.streaming.stream_name
+  value       = module.platform.stream_name
 }
 
 output "topic_arns" {
   description = "SNS topic ARNs by short name."
-  value       = module.topics.topic_arns
+  value       = module.platform.topic_arns
 }
 
 output "secret_ids" {
   description = "Secret names (ids) by key; put their values out of band."
-  value       = module.secrets.secret_names
+  value       = module.platform.secret_ids
 }
 
 output "parameter_names" {
   description = "SSM parameter names by key (fraud_config: the fraud scorer's configuration)."
-  value       = module.parameters.parameter_names
+  value       = module.platform.parameter_names
 }
 
 output "capture_mode" {
   description = "automatic or risk_gated (docs/fraud.md)."
-  value       = var.capture_mode
+  value       = module.platform.capture_mode
 }

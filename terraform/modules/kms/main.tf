@@ -1,11 +1,15 @@
 data "aws_caller_identity" "current" {}
 data "aws_partition" "current" {}
-data "aws_region" "current" {}
+# CloudWatch Logs' regional endpoint name is also its service principal (logs.<region>.amazonaws.com).
+# Not data "aws_region": its `name` is deprecated in provider 6 and `region` does not exist in 5.
+data "aws_service" "logs" {
+  service_id = "logs"
+}
 
 locals {
   account_root = "arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"
   # CloudWatch Logs uses a regional principal; add it so log groups can be encrypted too.
-  service_principals = distinct(concat(var.service_principals, ["logs.${data.aws_region.current.name}.amazonaws.com"]))
+  service_principals = distinct(concat(var.service_principals, [data.aws_service.logs.dns_name]))
 }
 
 data "aws_iam_policy_document" "key" {

@@ -94,6 +94,7 @@ resource "aws_lambda_function" "this" {
   source_code_hash               = var.source_code_hash
   handler                        = var.handler
   runtime                        = var.runtime
+  architectures                  = [var.architecture]
   memory_size                    = var.memory_size
   timeout                        = var.timeout
   reserved_concurrent_executions = var.reserved_concurrent_executions

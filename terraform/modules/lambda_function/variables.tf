@@ -45,6 +45,17 @@ variable "runtime" {
   }
 }
 
+variable "architecture" {
+  description = "Instruction set: arm64 (Graviton, cheaper per GB-second) or x86_64. The layers' native wheels must match it."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be arm64 or x86_64."
+  }
+}
+
 variable "memory_size" {
   description = "Memory in MB."
   type        = number

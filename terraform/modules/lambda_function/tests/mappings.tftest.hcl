@@ -57,6 +57,11 @@ run "mappings_follow_their_source_type" {
   }
 
   assert {
+    condition     = aws_lambda_function.this.architectures == tolist(["arm64"])
+    error_message = "functions must run on arm64 unless told otherwise"
+  }
+
+  assert {
     condition = toset([for s in data.aws_iam_policy_document.this.statement : s.sid]) == toset([
       "WriteOwnLogs", "WriteTraces", "ReadEventSourceQueue", "ReadEventSourceStream", "SendFailuresStream", "Own",
     ])

@@ -1,0 +1,19 @@
+# prod: `make apply ENV=prod` also needs CONFIRM_PROD=yes.
+environment = "prod"
+region      = "us-east-1"
+# allowed_account_ids = ["123456789012"] # your prod account: an apply with other credentials is refused
+name_prefix = "paystream-prod"
+
+# Graviton. The deps layer's native wheels (pydantic-core) must be built for the same architecture:
+# `make package` builds manylinux2014_x86_64 today, so build an aarch64 deps layer or set "x86_64" here.
+lambda_architecture = "arm64"
+
+# The event store is the system of record: recoverable to the second, undeletable by a stray destroy.
+point_in_time_recovery          = true
+deletion_protection             = true
+kms_deletion_window_in_days     = 30
+secrets_recovery_window_in_days = 30
+# A year of function logs and of replayable events (disputes and audits come months later).
+log_retention_in_days  = 365
+archive_retention_days = 365
+stream_mode            = "ON_DEMAND"

@@ -1,0 +1,17 @@
+# staging: prod's settings, so what is rehearsed here is what prod gets.
+environment = "staging"
+region      = "us-east-1"
+# allowed_account_ids = ["123456789012"] # your staging account: an apply with other credentials is refused
+name_prefix = "paystream-staging"
+
+# Graviton. The deps layer's native wheels (pydantic-core) must be built for the same architecture:
+# `make package` builds manylinux2014_x86_64 today, so build an aarch64 deps layer or set "x86_64" here.
+lambda_architecture = "arm64"
+
+point_in_time_recovery          = true
+deletion_protection             = true
+kms_deletion_window_in_days     = 30
+secrets_recovery_window_in_days = 30
+log_retention_in_days           = 90
+archive_retention_days          = 30
+stream_mode                     = "ON_DEMAND"
