@@ -7,6 +7,7 @@ Same inputs give the same bytes, so `terraform apply` of unchanged code changes 
     layers/core.zip        layers/core/python/** under python/
     layers/deps.zip        layers/deps/requirements.txt installed for the Lambda runtime
                            (python3.12, x86_64), under python/
+    layers/deps-arm64.zip  the same for arm64 (Graviton) functions, with `--architecture arm64`
     manifest.json          {"artifacts": {"<relative path>": {"filebase64sha256", "size"}}}
     .cache/deps-<key>.zip  the deps layer, reused while requirements and target platform are unchanged
 """
@@ -27,8 +28,10 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-# The Lambda runtime the layers are built for (not this interpreter).
-LAMBDA_PLATFORM = "manylinux2014_x86_64"
+# The Lambda runtime the layers are built for (not this interpreter): wheels per function architecture.
+LAMBDA_PLATFORMS = {"x86_64": "manylinux2014_x86_64", "arm64": "manylinux2014_aarch64"}
+LAMBDA_PLATFORM = LAMBDA_PLATFORMS["x86_64"]
+DEPS_LAYER_NAMES = {"x86_64": "deps.zip", "arm64": "deps-arm64.zip"}
 LAMBDA_IMPLEMENTATION = "cp"
 LAMBDA_PYTHON_VERSION = "3.12"
 
@@ -112,16 +115,16 @@ def build_core_layer(project_root: Path, out_dir: Path) -> Path:
     return dest
 
 
-def deps_cache_key(requirements: bytes) -> str:
+def deps_cache_key(requirements: bytes, platform: str = LAMBDA_PLATFORM) -> str:
     key = hashlib.sha256(requirements)
-    key.update(f"\0{LAMBDA_PLATFORM}\0{LAMBDA_IMPLEMENTATION}\0{LAMBDA_PYTHON_VERSION}".encode())
+    key.update(f"\0{platform}\0{LAMBDA_IMPLEMENTATION}\0{LAMBDA_PYTHON_VERSION}".encode())
     return key.hexdigest()[:16]
 
 
-def _pip_install_for_lambda(requirements: Path, target: Path) -> None:
+def _pip_install_for_lambda(requirements: Path, target: Path, platform: str = LAMBDA_PLATFORM) -> None:
     command = [
         sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-input",
-        "--platform", LAMBDA_PLATFORM, "--implementation", LAMBDA_IMPLEMENTATION,
+        "--platform", platform, "--implementation", LAMBDA_IMPLEMENTATION,
         "--python-version", LAMBDA_PYTHON_VERSION, "--only-binary=:all:", "--no-compile",
         "--target", str(target), "-r", str(requirements),
     ]
@@ -132,32 +135,37 @@ def _pip_install_for_lambda(requirements: Path, target: Path) -> None:
         raise PackageError(
             f"building the deps layer failed ({reason}). It needs PyPI once (later builds reuse the cache); "
             f"check the network, and that every pin in {requirements} has a "
-            f"cp{LAMBDA_PYTHON_VERSION.replace('.', '')} {LAMBDA_PLATFORM} or pure-Python wheel."
+            f"cp{LAMBDA_PYTHON_VERSION.replace('.', '')} {platform} or pure-Python wheel."
         )
 
 
-def build_deps_layer(project_root: Path, out_dir: Path) -> Path:
-    """Build the deps layer, or reuse the cached build for the same requirements and platform."""
+def build_deps_layer(project_root: Path, out_dir: Path, architecture: str = "x86_64") -> Path:
+    """Build the deps layer for one function architecture, or reuse the cached build for the same
+    requirements and platform."""
+    if architecture not in LAMBDA_PLATFORMS:
+        raise PackageError(f"unknown architecture {architecture!r}: use one of {', '.join(LAMBDA_PLATFORMS)}")
+    platform = LAMBDA_PLATFORMS[architecture]
     requirements = project_root / "layers" / "deps" / "requirements.txt"
     if not requirements.is_file():
         raise PackageError(f"{requirements} is missing: run `make lock` to pin the deps layer")
-    cached = out_dir / ".cache" / f"deps-{deps_cache_key(requirements.read_bytes())}.zip"
+    cached = out_dir / ".cache" / f"deps-{deps_cache_key(requirements.read_bytes(), platform)}.zip"
     if not cached.is_file():
         with tempfile.TemporaryDirectory(prefix="paystream-deps-") as tmp:
             target = Path(tmp, "python")
-            _pip_install_for_lambda(requirements, target)
+            _pip_install_for_lambda(requirements, target, platform)
             # Console scripts carry this machine's interpreter path in their shebang and are
             # useless in a layer.
             shutil.rmtree(target / "bin", ignore_errors=True)
             write_zip(cached, [(f"python/{name}", path) for name, path in _files(target, DEPS_SKIP_DIRS)])
-    dest = out_dir / "layers" / "deps.zip"
+    dest = out_dir / "layers" / DEPS_LAYER_NAMES[architecture]
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, dest)
     return dest
 
 
-def build(out_dir: Path, project_root: Path = PROJECT_ROOT) -> dict:
-    """Build every artifact into out_dir and write out_dir/manifest.json; return the manifest."""
+def build(out_dir: Path, project_root: Path = PROJECT_ROOT, architectures: tuple[str, ...] = ("x86_64",)) -> dict:
+    """Build every artifact into out_dir (a deps layer per function architecture asked for) and write
+    out_dir/manifest.json; return the manifest."""
     out_dir = Path(out_dir)
     project_root = Path(project_root)
     names = function_names(project_root)
@@ -167,7 +175,7 @@ def build(out_dir: Path, project_root: Path = PROJECT_ROOT) -> dict:
         if stale.stem not in names:
             stale.unlink()
     artifacts.append(build_core_layer(project_root, out_dir))
-    artifacts.append(build_deps_layer(project_root, out_dir))
+    artifacts += [build_deps_layer(project_root, out_dir, architecture) for architecture in dict.fromkeys(architectures)]
     manifest = {
         "artifacts": {
             path.relative_to(out_dir).as_posix(): {"filebase64sha256": filebase64sha256(path), "size": path.stat().st_size}
@@ -182,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev package", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "build", help="output directory (default: build/)")
     parser.add_argument("--project-root", type=Path, default=PROJECT_ROOT, help=argparse.SUPPRESS)
+    parser.add_argument("--architecture", action="append", choices=sorted(LAMBDA_PLATFORMS), default=None,
+                        help="function architecture to build the deps layer for (repeatable; default x86_64)")
     args = parser.parse_args(argv)
     try:
-        manifest = build(args.out, args.project_root)
+        manifest = build(args.out, args.project_root, tuple(args.architecture or ("x86_64",)))
     except PackageError as exc:
         print(f"package: {exc}", file=sys.stderr)
         return 1

@@ -228,3 +228,14 @@ def test_real_deps_layer_has_python312_manylinux_binaries(project, tmp_path):
         wheel = zf.read("python/pydantic_core-2.50.4.dist-info/WHEEL").decode()
     assert "Tag: cp312-cp312-manylinux" in wheel
     assert not [n for n in names if n.endswith(".pyc") or "/__pycache__/" in n]
+
+
+def test_an_arm64_deps_layer_is_built_from_aarch64_wheels_beside_the_x86_64_one(project, tmp_path, fake_pip):
+    manifest = package.build(tmp_path / "out", project, ("x86_64", "arm64"))
+    platforms = [call[call.index("--platform") + 1] for call in fake_pip.calls]
+    assert platforms == ["manylinux2014_x86_64", "manylinux2014_aarch64"]
+    assert {"layers/deps.zip", "layers/deps-arm64.zip"} <= set(manifest["artifacts"])
+    package.build(tmp_path / "out", project, ("arm64",))  # cached per platform: no new pip run
+    assert len(fake_pip.calls) == 2
+    with pytest.raises(package.PackageError, match="unknown architecture 'sparc'"):
+        package.build(tmp_path / "out", project, ("sparc",))

@@ -6,7 +6,7 @@ region      = "us-east-1"
 name_prefix = "paystream-dev"
 
 # Graviton. The deps layer's native wheels (pydantic-core) must be built for the same architecture:
-# `make package` builds manylinux2014_x86_64 today, so build an aarch64 deps layer or set "x86_64" here.
+# `make plan|apply` packages both (layers/deps-arm64.zip for arm64); the platform picks the matching one.
 lambda_architecture = "arm64"
 
 # Throwaway data: no point-in-time recovery (it is billed per GB), `terraform destroy` allowed, short windows.

@@ -5,7 +5,7 @@ region      = "us-east-1"
 name_prefix = "paystream-prod"
 
 # Graviton. The deps layer's native wheels (pydantic-core) must be built for the same architecture:
-# `make package` builds manylinux2014_x86_64 today, so build an aarch64 deps layer or set "x86_64" here.
+# `make plan|apply` packages both (layers/deps-arm64.zip for arm64); the platform picks the matching one.
 lambda_architecture = "arm64"
 
 # The event store is the system of record: recoverable to the second, undeletable by a stray destroy.

@@ -11,7 +11,9 @@ locals {
 
   layers = {
     core = "${local.artifacts_dir}/layers/core.zip"
-    deps = "${local.artifacts_dir}/layers/deps.zip"
+    # Compiled wheels (pydantic-core…) differ per architecture: `python -m localdev package --architecture arm64`
+    # builds deps-arm64.zip for Graviton functions.
+    deps = "${local.artifacts_dir}/layers/${var.lambda_architecture == "arm64" ? "deps-arm64.zip" : "deps.zip"}"
   }
 
   # The Stripe circuit breaker is shared state: every function that calls Stripe reads it the same way.
