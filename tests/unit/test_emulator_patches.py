@@ -14,6 +14,7 @@ import moto
 import pytest
 from moto import mock_aws
 from moto.awslambda.models import LambdaBackend
+import moto.dynamodb.models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
@@ -37,6 +38,7 @@ PATCHED_ATTRIBUTES = [
     (DynamoHandler, "call_action"),
     (DynamoDBStreamsHandler, "call_action"),
     (DynamoDBBackend, "transact_write_items"),
+    (dynamodb_models, "copy"),
 ]
 _MISSING = object()
 
@@ -300,3 +302,52 @@ def test_patched_rollback_keeps_the_stream_without_phantoms(patched):
         held, current, sequences, items = _cancelled_transaction_after_a_reader_opened_the_stream()
     assert held == current == ["committed"]
     assert len(set(sequences)) == 2 and items == {"first", "committed"}
+
+
+def _cancelled_transaction_over_existing_items(ddb) -> None:
+    ddb.create_table(TableName="r", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}, {"AttributeName": "sk", "AttributeType": "S"}])
+    ddb.create_table(TableName="h", BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    ddb.put_item(TableName="r", Item={"pk": {"S": "A"}, "sk": {"S": "1"}, "x": {"N": "1"}})
+    ddb.put_item(TableName="h", Item={"pk": {"S": "P"}, "v": {"N": "1"}})
+    with pytest.raises(ddb.exceptions.TransactionCanceledException):
+        ddb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": "r", "Key": {"pk": {"S": "A"}, "sk": {"S": "1"}}, "UpdateExpression": "SET x = :v",
+                        "ExpressionAttributeValues": {":v": {"N": "2"}}}},
+            {"Put": {"TableName": "r", "Item": {"pk": {"S": "B"}, "sk": {"S": "1"}}}},
+            {"Put": {"TableName": "h", "Item": {"pk": {"S": "P"}, "v": {"N": "9"}}}},
+            {"ConditionCheck": {"TableName": "h", "Key": {"pk": {"S": "missing"}}, "ConditionExpression": "attribute_exists(pk)"}},
+        ])
+
+
+def test_upstream_transactions_copy_the_tables_they_touch():
+    import gc
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        _cancelled_transaction_over_existing_items(ddb)
+        gc.collect()
+        assert sum(isinstance(obj, Table) for obj in gc.get_objects()) > 2  # the copies a transaction made
+
+
+def test_patched_transactions_roll_back_item_by_item_without_copying_tables(patched):
+    import gc
+
+    def tables_alive() -> int:
+        gc.collect()
+        return sum(isinstance(obj, Table) for obj in gc.get_objects())
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        before = tables_alive()
+        _cancelled_transaction_over_existing_items(ddb)
+        table = dynamodb_backends[ACCOUNT][REGION].tables["r"]
+        ddb.transact_write_items(TransactItems=[{"Put": {"TableName": "r", "Item": {"pk": {"S": "C"}, "sk": {"S": "1"}}}}])
+        assert tables_alive() == before + 2  # the two tables created, no copies of them
+        assert dynamodb_backends[ACCOUNT][REGION].tables["r"] is table
+        assert sorted((i["pk"]["S"], i.get("x", {}).get("N")) for i in ddb.scan(TableName="r")["Items"]) == [
+            ("A", "1"), ("C", None)]  # the update undone, the put undone, the later commit kept
+        assert ddb.scan(TableName="h")["Items"] == [{"pk": {"S": "P"}, "v": {"N": "1"}}]

@@ -160,36 +160,82 @@ def serialize_dynamodb_requests() -> None:
         handler.call_action = call_action  # type: ignore[method-assign]
 
 
-def keep_streams_through_transaction_rollbacks() -> None:
-    """A cancelled TransactWriteItems leaves no trace in the table's stream, and the stream stays the same.
+def transact_without_copying_tables() -> None:
+    """A TransactWriteItems costs the same whatever the tables hold, leaves no copy of them behind, and a
+    cancelled one leaves no trace in the table's stream.
 
-    moto writes a transaction's items one by one (each into the table's stream) and, when one condition
-    fails, puts back a deep copy of the whole table taken before. That copy has its own copy of the stream
-    shard, so (1) the items written before the failing one stay as records in the old shard, where open
-    iterators still read them, and (2) the restored shard numbers its next records from its shorter length,
-    reusing the sequence numbers of those phantom records. A poller that read a phantom record then asks for
-    records AFTER its sequence number and skips the real record now carrying it: a committed event that is
-    never relayed. Here the table object and its shard are kept, the shard truncated to its length before
-    the transaction, and the restored contents moved into the original table.
+    moto deep-copies every table a transaction touches before writing, to put the copy back if a
+    condition fails, and moto's instance tracker keeps every `Table` ever built (`Table.instances`),
+    copies included. So each transaction took time and memory in proportion to the tables (with their
+    stream shards): ~0.4 s and ~20 MB per transaction on a transactions table of 650 items, and the
+    emulator grew to 10 GB after a few hundred payments. And the copy put back on failure has its own
+    copy of the stream shard: the records of the items written before the failing one stay in the old
+    shard, where open iterators still read them, and the restored shard numbers its next records from
+    its shorter length, reusing those phantom records' sequence numbers — a poller that read a phantom
+    record then asks for records AFTER its sequence number and skips the real record now carrying it (a
+    committed event never relayed).
+
+    Here the tables are not copied: the items the transaction names are remembered (or their absence)
+    and put back if it is cancelled, and each touched table's stream shard is cut back to its length
+    before the transaction. Tables and shards keep their identity, so open iterators stay valid.
     """
-    from moto.dynamodb.models import DynamoDBBackend
+    import copy
 
-    upstream = DynamoDBBackend.transact_write_items
-    UPSTREAM["DynamoDBBackend.transact_write_items"] = upstream
+    import moto.dynamodb.models as dynamodb_models
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    class _TablesNotCopied:
+        """`copy` as moto.dynamodb.models sees it: a Table "copy" is the table itself."""
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    UPSTREAM["dynamodb.models.copy"] = dynamodb_models.copy
+    dynamodb_models.copy = _TablesNotCopied  # type: ignore[assignment]
+    UPSTREAM["DynamoDBBackend.transact_write_items"] = DynamoDBBackend.transact_write_items
 
     def transact_write_items(self, transact_items):
-        before = {name: (table, table.stream_shard, len(table.stream_shard.items) if table.stream_shard else 0)
-                  for name, table in self.tables.items()}
+        saved = []  # (table, hash key, range key or None, the item before or None)
+        shards = {}  # id(table) -> (shard, its length before)
+        for entry in transact_items if isinstance(transact_items, list) else []:
+            op = next(iter(entry.values()), None) if isinstance(entry, dict) else None
+            table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            key = op.get("Key") or op.get("Item") or {}
+            if table.hash_key_attr not in key or (table.range_key_attr and table.range_key_attr not in key):
+                continue  # upstream refuses it before writing anything
+            if table.stream_shard is not None:
+                shards.setdefault(id(table), (table.stream_shard, len(table.stream_shard.items)))
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            current = (table.items.get(hash_key, {}).get(range_key) if range_key is not None
+                       else table.items.get(hash_key))
+            # A copy: an Update changes the stored item in place.
+            saved.append((table, hash_key, range_key, copy.deepcopy(current) if current is not None else None))
         try:
             return UPSTREAM["DynamoDBBackend.transact_write_items"](self, transact_items)
         except Exception:
-            for name, (original, shard, length) in before.items():
-                restored = self.tables.get(name)
-                if restored is not None and restored is not original:
-                    original.__dict__.update({k: v for k, v in restored.__dict__.items() if k != "stream_shard"})
-                    self.tables[name] = original
-                if shard is not None:
-                    del shard.items[length:]
+            for table, hash_key, range_key, before in reversed(saved):
+                if range_key is None:
+                    if before is None:
+                        table.items.pop(hash_key, None)
+                    else:
+                        table.items[hash_key] = before
+                    continue
+                partition = table.items.get(hash_key, {})
+                if before is None:
+                    partition.pop(range_key, None)
+                else:
+                    partition[range_key] = before
+                    table.items[hash_key] = partition
+                if not partition:
+                    table.items.pop(hash_key, None)
+            for shard, length in shards.values():
+                del shard.items[length:]
             raise
 
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
@@ -205,5 +251,5 @@ def apply_patches() -> None:
     compact_sqs_json_attributes()
     expose_sqs_redrive_allow_policy()
     serialize_dynamodb_requests()
-    keep_streams_through_transaction_rollbacks()
+    transact_without_copying_tables()
     _applied = True
