@@ -117,9 +117,15 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `restarts_stack` run after all others: a restarted emulator comes back empty and is
     applied again, which gives the stack a new API key (and drops queues tests created), so every test
     that reads the session's outputs must run before them. The sort is stable: the rest keep their order."""
-    # Log audits read what every other test made the platform log, so they come last of all.
-    items.sort(key=lambda item: (item.get_closest_marker("audits_logs") is not None,
-                                 item.get_closest_marker("restarts_stack") is not None))
+    # Request audits read the emulator's counts, which a restart loses: after every other test, before
+    # the restarts. Log audits read what every test made the platform log: last of all.
+    def order(item) -> int:
+        for rank, marker in enumerate(("audits_requests", "restarts_stack", "audits_logs"), start=1):
+            if item.get_closest_marker(marker) is not None:
+                return rank
+        return 0
+
+    items.sort(key=order)
 
 
 @pytest.fixture()

@@ -36,9 +36,9 @@ locals {
     LOG_LEVEL                = "INFO"
   })
   stripe_caller_statements = [
-    # TransactWriteItems is authorised per item (PutItem); the breaker state is read with GetItem,
-    # a retried payment with Query, and breaker transitions are conditional UpdateItem/PutItem.
-    { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+    # TransactWriteItems is authorised per item (PutItem); a projection and the breaker state are read
+    # with GetItem, and breaker transitions are conditional UpdateItem/PutItem.
+    { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], resources = [module.data.transactions_table_arn] },
     { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
     { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
     { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
@@ -140,8 +140,10 @@ locals {
         IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
         POWERTOOLS_SERVICE_NAME = "refund_payment"
       })
-      # Refunds are never parked (503 + Retry-After instead): no queue access.
+      # Refunds are never parked (503 + Retry-After instead): no queue access. Query reads the payment's
+      # events (a refund request already recorded is answered from them).
       iam_statements = concat(local.stripe_caller_statements, [
+        { sid = "ReadPaymentHistory", actions = ["dynamodb:Query"], resources = [module.data.transactions_table_arn] },
         { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
       ])
       routes                = { "POST /payments/{transaction_id}/refunds" = { api_key_required = true } }
@@ -205,9 +207,9 @@ locals {
       }
       iam_statements = [
         # TransactWriteItems is authorised per item (PutItem: events, projection, PaymentIntent link);
-        # GetItem reads a projection or a link, Query reloads a payment after a concurrent append,
-        # UpdateItem notes each webhook's outcome on its inbox item.
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        # GetItem reads a projection (again after a concurrent append) or a link, UpdateItem notes each
+        # webhook's outcome on its inbox item.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], resources = [module.data.transactions_table_arn] },
         { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
       ]
@@ -336,9 +338,9 @@ locals {
         LOG_LEVEL                  = "INFO"
       })
       iam_statements = [
-        # GetItem reads the projection, Query reloads it after a concurrent append, TransactWriteItems
-        # (authorised per item: PutItem) appends payment.review / payment.canceled.
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        # GetItem reads the projection (again after a concurrent append), TransactWriteItems (authorised
+        # per item: PutItem) appends payment.review / payment.canceled.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem"], resources = [module.data.transactions_table_arn] },
         { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
         { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
         { sid = "FraudConfig", actions = ["ssm:GetParameter"], resources = [module.parameters.parameter_arns["fraud_config"]] },
@@ -369,7 +371,7 @@ locals {
         LOG_LEVEL                  = "INFO"
       })
       iam_statements = [
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:Query"], resources = [module.data.transactions_table_arn] },
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:GetItem"], resources = [module.data.transactions_table_arn] },
         { sid = "StripeKey", actions = ["secretsmanager:GetSecretValue"], resources = [module.secrets.secret_arns["stripe_api_key"]] },
         { sid = "FraudConfig", actions = ["ssm:GetParameter"], resources = [module.parameters.parameter_arns["fraud_config"]] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },

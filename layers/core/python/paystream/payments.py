@@ -126,7 +126,7 @@ class PaymentService:
             self._store.create(projection, first)
         except PaymentExistsError:
             # A retry after a crash (or a concurrent duplicate that slipped past the idempotency layer).
-            projection, _ = self._store.load(transaction_id)
+            projection = self._store.require_projection(transaction_id)
             if projection.payment_intent_id or projection.status != Status.CREATED:
                 return self._existing(projection)
         return self._charge(projection, permit, park_when_unavailable=True)
@@ -190,7 +190,7 @@ class PaymentService:
         try:
             self._store.create(parked, first, queued)
         except PaymentExistsError:
-            existing, _ = self._store.load(projection.transaction_id)
+            existing = self._store.require_projection(projection.transaction_id)
             if existing.status == Status.CREATED and not existing.payment_intent_id:
                 return self._park(existing, reason)  # a retry after a crash, while Stripe is down
             return self._existing(existing)
@@ -239,5 +239,6 @@ def append_event(store: EventStore, projection: Projection, event_type: str, det
                          link_payment_intent=link)
             return updated
         except ConcurrentAppendError:
-            projection = store.load(projection.transaction_id)[0]
+            # Only the projection is needed to decide again: one GetItem, not the payment's whole history.
+            projection = store.require_projection(projection.transaction_id)
     raise ConcurrentAppendError(f"payment {projection.transaction_id}: gave up after {MAX_APPEND_ATTEMPTS} concurrent appends")

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Protocol
 from paystream.models import Projection, Status
 from paystream.payments import append_event, stored_intent
 from paystream.states import PAYMENT_REVIEWED
-from paystream.store import EventStore, PaymentNotFound
+from paystream.store import EventStore
 
 FRAUD_SOURCE = "paystream.fraud"
 # Stripe cancels an uncaptured card authorization after 7 days unless it reports another `capture_before`.
@@ -176,10 +176,7 @@ class FraudReviewService:
         return self._thresholds
 
     def _projection(self, transaction_id: str) -> Projection:
-        projection = self._store.get_projection(transaction_id)
-        if projection is None:
-            raise PaymentNotFound(f"no payment {transaction_id}")
-        return projection
+        return self._store.require_projection(transaction_id)
 
     # ------------------------------------------------------------------ fraud_review
 

@@ -176,6 +176,13 @@ class EventStore:
         item = self._table.get_item(partition_key(transaction_id), PROJECTION_SK)
         return None if item is None else Projection.model_validate(item)
 
+    def require_projection(self, transaction_id: str) -> Projection:
+        """The projection of a payment that must exist (one consistent GetItem; PaymentNotFound if not)."""
+        projection = self.get_projection(transaction_id)
+        if projection is None:
+            raise PaymentNotFound(f"no payment {transaction_id}")
+        return projection
+
     def projections_in_status(self, status: Status) -> list[Projection]:
         """Every payment now in `status`, oldest first, from the sparse by-status index (ops tools: a
         GSI is eventually consistent, so a payment that just moved may still be listed or missing)."""
