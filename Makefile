@@ -57,19 +57,22 @@ test-integration: $(STAMP) ## integration tests (their own emulator on free port
 test-e2e: $(STAMP) ## e2e tests (their own stack; PAYSTREAM_E2E_OUTPUTS=.local/outputs.json to use a running one)
 	$(PY) -m pytest tests/e2e
 
-plan: $(STAMP) ## terraform plan for ENV=local|dev|staging|prod
+plan: $(STAMP) ## terraform plan for ENV=local|dev|staging|prod (packages first: both function architectures)
+	$(PY) -m localdev package --architecture x86_64 --architecture arm64
 	$(PY) -m localdev terraform plan --env $(ENV)
 
 apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
+	$(PY) -m localdev package --architecture x86_64 --architecture arm64
 	$(PY) -m localdev terraform apply --env $(ENV)
 
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen
 
-bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks
+bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks, fraud (records/s per batch, DynamoDB requests per record, POST to fraud.scored)
 	$(PY) -m localdev bench
 	$(PY) -m localdev.bench_payments
 	$(PY) -m localdev.bench_webhooks --own-stack
+	$(PY) -m localdev.bench_fraud --own-stack
 
 clean: ## remove build outputs and local state (stops the stack first)
 	-$(PY) -m localdev down
