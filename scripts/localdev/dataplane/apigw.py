@@ -4,13 +4,20 @@ URLs: `/<stage>/<path>` when the emulator holds exactly one REST API (the stack'
 `http://127.0.0.1:<port>/v1`), and always LocalStack's `/restapis/<api_id>/<stage>/_user_request_/<path>`.
 Every stage of an API serves the API's current resources (deployment snapshots are not modelled).
 Non-proxy integrations are not served: such a method answers 500 and says so in the data plane log.
+
+In API Gateway's order: route, API key, then the method's request validator (required parameters,
+then the body against the model for its content type), then the function. API Gateway's own error
+answers use the API's gateway responses (simple `$context` substitution), else its defaults.
+Not modelled: usage plan throttles and quotas (no 429), access logs, stage caching.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
+import re
 import socket
 import sys
 import threading
@@ -19,10 +26,12 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Mapping
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from localdev.dataplane.discovery import ApiKeySpec, Discovery, RestApiSpec, Route
+import jsonschema
+
+from localdev.dataplane.discovery import ApiKeySpec, Discovery, RequestValidation, RestApiSpec, Route
 from localdev.dataplane.types import InvokeResult
 
 log = logging.getLogger("localdev.dataplane")
@@ -115,6 +124,119 @@ class RouteTable:
         ]
 
 
+# -- request validation ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """API Gateway turning a request away before the integration: a gateway response type and message."""
+
+    response_type: str  # BAD_REQUEST_BODY, BAD_REQUEST_PARAMETERS
+    message: str
+    validation_errors: str = ""  # $context.error.validationErrorString
+
+
+@functools.lru_cache(maxsize=128)
+def _schema_validator(schema_text: str) -> jsonschema.protocols.Validator | None:
+    """A validator for a model's schema (draft-04 unless the schema says otherwise); None if unusable."""
+    try:
+        schema = json.loads(schema_text)
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft4Validator)
+        cls.check_schema(schema)
+    except (ValueError, jsonschema.SchemaError) as exc:
+        log.error("request model schema is not valid JSON Schema; its bodies are not validated: %s", exc)
+        return None
+    return cls(schema)
+
+
+def _required_parameter_missing(parameter: str, headers: Mapping[str, str], query: Mapping[str, list[str]],
+                                path_parameters: Mapping[str, str]) -> bool:
+    """`method.request.<header|querystring|path>.<name>` absent or blank ("included and not blank")."""
+    _, _, rest = parameter.partition("method.request.")
+    where, _, name = rest.partition(".")
+    if where == "header":
+        value = next((v for k, v in headers.items() if k.lower() == name.lower()), None)
+    elif where == "querystring":
+        value = (query.get(name) or [None])[-1]
+    elif where == "path":
+        value = path_parameters.get(name)
+    else:
+        return False
+    return value is None or not value.strip()
+
+
+def refusal(validation: RequestValidation | None, headers: Mapping[str, str], query: Mapping[str, list[str]],
+            path_parameters: Mapping[str, str], body: bytes) -> Refusal | None:
+    """What the method's request validator answers instead of calling the integration, or None."""
+    if validation is None:
+        return None
+    if validation.validate_parameters:
+        missing = [p.rsplit(".", 1)[-1] for p in validation.required_parameters
+                   if _required_parameter_missing(p, headers, query, path_parameters)]
+        if missing:
+            return Refusal("BAD_REQUEST_PARAMETERS", f"Missing required request parameters: [{', '.join(missing)}]")
+    if not validation.validate_body:
+        return None
+    # No Content-Type counts as application/json; a content type without a model (and no $default
+    # model) is not validated (API Gateway: "If no matching content type is found, request
+    # validation is not performed").
+    content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), None) or "application/json"
+    content_type = content_type.split(";")[0].strip().lower()
+    schema_text = validation.models.get(content_type) or validation.models.get("$default")
+    if schema_text is None or (validator := _schema_validator(schema_text)) is None:
+        return None
+    try:
+        document = json.loads(body or b"{}")  # an empty body is validated as {}
+    except (ValueError, RecursionError):
+        return Refusal("BAD_REQUEST_BODY", "Invalid request body", "[Invalid JSON]")
+    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.absolute_path)))
+    if not errors:
+        return None
+    # Logged by location and rule only: the messages quote the body's values.
+    log.info("request body refused by its model: %s",
+             ", ".join(f"/{'/'.join(map(str, e.absolute_path))} ({e.validator})" for e in errors))
+    return Refusal("BAD_REQUEST_BODY", "Invalid request body", "[" + ", ".join(e.message for e in errors) + "]")
+
+
+# -- gateway responses ----------------------------------------------------------------------------
+
+_DEFAULT_TEMPLATE = '{"message":$context.error.messageString}'
+_TEMPLATE_VARIABLE = re.compile(r"\$(context|stageVariables)((?:\.[A-Za-z0-9_]+)+)")
+
+
+def gateway_response(api: RestApiSpec | None, response_type: str, status: int, message: str,
+                     context: Mapping[str, str], stage_variables: Mapping[str, str] | None = None,
+                     request_headers: Mapping[str, str] | None = None) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """(status, body, headers) of API Gateway's own answer: the API's gateway response for the type,
+    else its DEFAULT_4XX/DEFAULT_5XX, else API Gateway's default body {"message": ...}."""
+    configured = (api.gateway_responses if api else {})
+    response = configured.get(response_type) or configured.get("DEFAULT_4XX" if status < 500 else "DEFAULT_5XX") or {}
+    templates = response.get("responseTemplates") or {"application/json": _DEFAULT_TEMPLATE}
+    content_type = "application/json" if "application/json" in templates else next(iter(templates))
+    values = {
+        "context.error.message": message,
+        "context.error.messageString": json.dumps(message),
+        "context.error.responseType": response_type,
+        **{f"context.{k}": v for k, v in context.items()},
+        **{f"stageVariables.{k}": v for k, v in (stage_variables or {}).items()},
+    }
+    body = _TEMPLATE_VARIABLE.sub(lambda m: values.get(m.group(1) + m.group(2), ""), templates[content_type] or "")
+    headers = [("Content-Type", content_type)]
+    lowered = {k.lower(): v for k, v in (request_headers or {}).items()}
+    for target, source in (response.get("responseParameters") or {}).items():
+        if not target.startswith("gatewayresponse.header."):
+            continue
+        if len(source) >= 2 and source.startswith("'") and source.endswith("'"):
+            value: str | None = source[1:-1]
+        elif source.startswith("method.request.header."):
+            value = lowered.get(source.removeprefix("method.request.header.").lower())
+        else:
+            value = None
+        if value is not None:
+            headers.append((target.removeprefix("gatewayresponse.header."), value))
+    return int(response.get("statusCode") or status), body.encode("utf-8"), headers
+
+
 def _is_text(content_type: str | None) -> bool:
     if not content_type:
         return True
@@ -181,6 +303,16 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps({"message": message}).encode()
         self._send(status, body, [("x-amzn-ErrorType", error_type)], request_id)
 
+    def _gateway_error(self, api: RestApiSpec | None, stage: str | None, response_type: str, status: int,
+                       message: str, error_type: str, request_id: str, **context: str) -> None:
+        status, body, headers = gateway_response(
+            api, response_type, status, message,
+            {"requestId": request_id, "extendedRequestId": request_id, "httpMethod": self.command,
+             "stage": stage or "", "apiId": api.api_id if api else "", **context},
+            api.stages.get(stage or "") if api else None, dict(self.headers.items()),
+        )
+        self._send(status, body, [*headers, ("x-amzn-ErrorType", error_type)], request_id)
+
     def _handle(self) -> None:
         request_id = str(uuid.uuid4())
         started = time.time()
@@ -192,13 +324,25 @@ class _Handler(BaseHTTPRequestHandler):
         table = self.server.table
         match = table.match(self.command, unquote(split.path))
         if match is None:
-            return self._error(403, "Missing Authentication Token", "MissingAuthenticationTokenException", request_id)
+            resolved = table.resolve(unquote(split.path))
+            return self._gateway_error(resolved[0] if resolved else None, resolved[1] if resolved else None,
+                                       "MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token",
+                                       "MissingAuthenticationTokenException", request_id)
         api_key = self.headers.get("x-api-key")
         key = table.keys_by_value.get(api_key) if api_key else None
         if match.route.api_key_required and not (
             key and key.enabled and (match.api.api_id, match.stage) in key.stages
         ):
-            return self._error(403, "Forbidden", "ForbiddenException", request_id)
+            return self._gateway_error(match.api, match.stage, "INVALID_API_KEY", 403, "Forbidden",
+                                       "ForbiddenException", request_id, resourcePath=match.route.resource_path)
+        query = {}
+        for name, value in parse_qsl(split.query, keep_blank_values=True):
+            query.setdefault(name, []).append(value)
+        refused = refusal(match.route.validation, self.headers, query, match.path_parameters, body)
+        if refused is not None:
+            return self._gateway_error(match.api, match.stage, refused.response_type, 400, refused.message,
+                                       "BadRequestException", request_id, resourcePath=match.route.resource_path,
+                                       **{"error.validationErrorString": refused.validation_errors})
         if match.route.function_arn is None:
             log.error("%s %s: integration is not AWS_PROXY to a Lambda function; not served locally",
                       match.route.method, match.route.resource_path)

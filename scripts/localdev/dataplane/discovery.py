@@ -1,8 +1,8 @@
 """What Terraform created in the emulator, read back through the emulator's own AWS APIs.
 
 Functions (with layers and reserved concurrency), REST APIs (resources, methods, AWS_PROXY
-integrations, stages), API keys and the usage plans that make them valid for an API stage.
-Nothing here is declared by the data plane itself.
+integrations, request validators and models, gateway responses, stages), API keys and the usage
+plans that make them valid for an API stage. Nothing here is declared by the data plane itself.
 """
 
 from __future__ import annotations
@@ -40,6 +40,16 @@ class FunctionSpec:
 
 
 @dataclass(frozen=True)
+class RequestValidation:
+    """What a method's request validator checks, with what it needs to check it."""
+
+    validate_body: bool
+    validate_parameters: bool
+    models: dict[str, str]  # content type ("application/json", "$default") -> JSON Schema text
+    required_parameters: tuple[str, ...] = ()  # "method.request.header.Idempotency-Key", …
+
+
+@dataclass(frozen=True)
 class Route:
     api_id: str
     resource_id: str
@@ -47,6 +57,7 @@ class Route:
     method: str  # "GET", … or "ANY"
     api_key_required: bool
     function_arn: str | None  # None: the integration is not a Lambda proxy (not served locally)
+    validation: RequestValidation | None = None  # None: the method has no request validator
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,8 @@ class RestApiSpec:
     name: str
     stages: dict[str, dict[str, str]]  # stage name -> stage variables
     routes: tuple[Route, ...]
+    # Response type ("BAD_REQUEST_BODY", "DEFAULT_4XX", …) -> GetGatewayResponse's answer.
+    gateway_responses: dict[str, dict] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,10 +134,24 @@ def _function_arn_of(integration: dict) -> str | None:
     return match.group(1) if match else None
 
 
+def _validation_of(method: dict, validators: dict[str, dict], models: dict[str, str]) -> RequestValidation | None:
+    validator = validators.get(method.get("requestValidatorId") or "")
+    if validator is None:
+        return None
+    return RequestValidation(
+        validate_body=bool(validator.get("validateRequestBody")),
+        validate_parameters=bool(validator.get("validateRequestParameters")),
+        models={ctype: models[name] for ctype, name in (method.get("requestModels") or {}).items() if name in models},
+        required_parameters=tuple(sorted(p for p, required in (method.get("requestParameters") or {}).items() if required)),
+    )
+
+
 def discover_apis(clients: Clients) -> tuple[list[RestApiSpec], list[ApiKeySpec]]:
     apigw = clients("apigateway")
     apis = []
     for api in _paginate(apigw, "get_rest_apis", "items"):
+        validators = {v["id"]: v for v in _paginate(apigw, "get_request_validators", "items", restApiId=api["id"])}
+        models = {m["name"]: m.get("schema") or "{}" for m in _paginate(apigw, "get_models", "items", restApiId=api["id"])}
         routes = []
         for resource in _paginate(apigw, "get_resources", "items", restApiId=api["id"]):
             for method in resource.get("resourceMethods", {}):
@@ -137,13 +164,15 @@ def discover_apis(clients: Clients) -> tuple[list[RestApiSpec], list[ApiKeySpec]
                         method=method.upper(),
                         api_key_required=bool(described.get("apiKeyRequired")),
                         function_arn=_function_arn_of(described.get("methodIntegration") or {}),
+                        validation=_validation_of(described, validators, models),
                     )
                 )
         stages = {
             stage["stageName"]: dict(stage.get("variables") or {})
             for stage in apigw.get_stages(restApiId=api["id"]).get("item", [])
         }
-        apis.append(RestApiSpec(api["id"], api.get("name", ""), stages, tuple(routes)))
+        responses = {r["responseType"]: r for r in _paginate(apigw, "get_gateway_responses", "items", restApiId=api["id"])}
+        apis.append(RestApiSpec(api["id"], api.get("name", ""), stages, tuple(routes), responses))
 
     covered: dict[str, set[tuple[str, str]]] = {}
     for plan in _paginate(apigw, "get_usage_plans", "items"):

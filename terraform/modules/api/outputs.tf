@@ -27,3 +27,28 @@ output "usage_plan_id" {
   description = "ID of the usage plan."
   value       = aws_api_gateway_usage_plan.this.id
 }
+
+output "client_api_key_ids" {
+  description = "API key id of each client in var.clients (read a value with apigateway get-api-key --include-value)."
+  value       = { for name, key in aws_api_gateway_api_key.client : name => key.id }
+}
+
+output "client_usage_plan_ids" {
+  description = "Usage plan id of each client in var.clients."
+  value       = { for name, plan in aws_api_gateway_usage_plan.client : name => plan.id }
+}
+
+output "access_log_group_name" {
+  description = "CloudWatch log group receiving the stage's access logs (one JSON object per request)."
+  value       = aws_cloudwatch_log_group.access.name
+}
+
+output "access_log_group_arn" {
+  description = "ARN of the access log group."
+  value       = aws_cloudwatch_log_group.access.arn
+}
+
+output "request_model_names" {
+  description = "API Gateway model validating each route's body, for the routes with a request_schema."
+  value       = { for key, model in aws_api_gateway_model.this : key => model.name }
+}

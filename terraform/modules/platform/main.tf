@@ -85,7 +85,12 @@ locals {
         { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
         { sid = "ParkPayments", actions = ["sqs:SendMessage"], resources = [module.queues.queue_arns["parked-payments"]] },
       ])
-      routes                = { "POST /payments" = { api_key_required = true } }
+      # API Gateway checks the body's shape against the model generated from PaymentRequest
+      # (python -m localdev.api_schemas); the function checks the values.
+      routes = { "POST /payments" = {
+        api_key_required = true
+        request_schema   = file("${path.module}/../api/schemas/payment-request.json")
+      } }
       event_source_mappings = {}
     }
 
@@ -146,7 +151,10 @@ locals {
         { sid = "ReadPaymentHistory", actions = ["dynamodb:Query"], resources = [module.data.transactions_table_arn] },
         { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
       ])
-      routes                = { "POST /payments/{transaction_id}/refunds" = { api_key_required = true } }
+      routes = { "POST /payments/{transaction_id}/refunds" = {
+        api_key_required = true
+        request_schema   = file("${path.module}/../api/schemas/refund-request.json")
+      } }
       event_source_mappings = {}
     }
 
@@ -597,9 +605,22 @@ module "api" {
       function_name    = module.functions[fn].function_name
       invoke_arn       = module.functions[fn].invoke_arn
       api_key_required = settings.api_key_required
+      request_schema   = try(settings.request_schema, null)
     }
   }]...)
-  tags = var.tags
+  # API Gateway's own 400 for a body failing its model, in the contract's error shape (DESIGN.md §2).
+  gateway_responses = {
+    BAD_REQUEST_BODY = {
+      response_templates = {
+        "application/json" = "{\"error\":\"validation_error\",\"message\":$context.error.messageString,\"details\":[{\"field\":\"body\",\"message\":\"does not match the request schema: check field names, required fields and JSON types\"}]}"
+      }
+    }
+  }
+  clients                        = var.api_clients
+  access_log_retention_in_days   = var.log_retention_in_days
+  access_log_kms_key_arn         = module.kms.key_arn
+  manage_account_cloudwatch_role = var.manage_api_gateway_account_role
+  tags                           = var.tags
 }
 
 module "alarms" {

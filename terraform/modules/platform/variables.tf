@@ -266,3 +266,20 @@ variable "tag_stream" {
   default     = true
   nullable    = false
 }
+
+variable "api_clients" {
+  description = "API clients: one API key and usage plan each (throttle per second and burst, quota per period). The default key and plan always exist."
+  type = map(object({
+    throttle_burst = number
+    throttle_rate  = number
+    quota_limit    = number
+    quota_period   = string
+  }))
+  default = {}
+}
+
+variable "manage_api_gateway_account_role" {
+  description = "Create the region's API Gateway account CloudWatch role (needed for access logs). It is one per account and region: set false where another configuration in the same account and region manages it."
+  type        = bool
+  default     = true
+}

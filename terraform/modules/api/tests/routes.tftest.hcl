@@ -5,6 +5,11 @@ mock_provider "aws" {
       execution_arn = "arn:aws:execute-api:us-east-1:000000000000:abc123"
     }
   }
+  mock_resource "aws_cloudwatch_log_group" {
+    defaults = {
+      arn = "arn:aws:logs:us-east-1:000000000000:log-group:/aws/apigateway/test/v1/access"
+    }
+  }
 }
 
 variables {
