@@ -172,13 +172,16 @@ resource "aws_api_gateway_deployment" "this" {
 
   # A deployment is a snapshot: take a new one whenever a route or its integration changes.
   triggers = {
+    # Only what the configuration says and the ids of what it made: attributes read back from the API can
+    # come back normalised (moto's do), which would redeploy on every plan. var.routes holds the
+    # functions' invoke ARNs and the request schemas.
     redeployment = sha1(jsonencode([
       var.routes,
+      var.gateway_responses,
       local.resource_ids,
-      [for m in aws_api_gateway_method.this : [m.id, m.request_validator_id, m.request_models]],
-      [for i in aws_api_gateway_integration.this : [i.id, i.uri]],
-      [for m in aws_api_gateway_model.this : [m.id, m.schema]],
-      [for r in aws_api_gateway_gateway_response.this : [r.id, r.response_templates, r.response_parameters, r.status_code]],
+      [for m in aws_api_gateway_method.this : m.id],
+      [for i in aws_api_gateway_integration.this : i.id],
+      [for m in aws_api_gateway_model.this : m.id],
     ]))
   }
 
