@@ -96,6 +96,97 @@ class RequestCounter:
             self._counts, self._by_app = {}, {}
 
 
+SDK_ATTEMPT = re.compile(r"attempt=(\d+)")
+
+
+class _Served:
+    """One request's response as first served: filled in once, awaited by retries that arrive meanwhile."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.body: bytes | None = None  # None: not replayable (an error, or too large to keep)
+
+
+class RetriedRequests:
+    """A retry of a request the emulator already carried out gets the first attempt's response again.
+
+    The AWS SDKs retry a call whose connection failed before the response was read (reset, EOF), under
+    the same `amz-sdk-invocation-id` header with `amz-sdk-request: attempt=N`. When the first attempt
+    had already been carried out here, the retry of a create then fails where AWS would not: Terraform's
+    CreateRole retried after a reset got 409 EntityAlreadyExists and the whole apply failed (seen in CI;
+    a reset connection every few applies on this 2-core machine, cause outside moto's logs). So every
+    successful (2xx/3xx) response is kept by invocation id — the most recent ones, within `budget_bytes`
+    (a retry comes within seconds) — and a retry of one is answered with it instead of being carried out again; a
+    retry arriving while the first attempt still runs waits for it. Error responses are never replayed:
+    a throttled or failed call retried must run again, as in AWS.
+    """
+
+    def __init__(self, budget_bytes: int = 32 << 20, wait_seconds: float = 300) -> None:
+        self._budget_bytes = budget_bytes
+        self._kept_bytes = 0
+        self._wait_seconds = wait_seconds
+        self._lock = threading.Lock()
+        self._served: collections.OrderedDict[str, _Served] = collections.OrderedDict()
+        self.replayed = 0
+
+    def __call__(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
+                 start_response: StartResponse) -> Iterable[bytes]:
+        invocation_id = environ.get("HTTP_AMZ_SDK_INVOCATION_ID")
+        if not invocation_id:
+            return app(environ, start_response)
+        attempt = SDK_ATTEMPT.search(environ.get("HTTP_AMZ_SDK_REQUEST", ""))
+        with self._lock:
+            earlier = self._served.get(invocation_id)
+        if earlier is not None and attempt and int(attempt[1]) > 1:
+            earlier.done.wait(self._wait_seconds)
+            if earlier.body is not None:
+                with self._lock:
+                    self.replayed += 1
+                start_response(earlier.status, earlier.headers)
+                return [earlier.body]
+        # Carried out (again): this attempt's response is the one a later retry gets.
+        served = _Served()
+        with self._lock:
+            replaced = self._served.pop(invocation_id, None)
+            if replaced is not None and replaced.done.is_set():
+                self._kept_bytes -= len(replaced.body or b"") + 100
+            self._served[invocation_id] = served
+        return self._serve_and_keep(app, environ, start_response, invocation_id, served)
+
+    def _serve_and_keep(self, app: Callable[..., Iterable[bytes]], environ: dict[str, Any],
+                        start_response: StartResponse, invocation_id: str, served: _Served) -> Iterable[bytes]:
+        def keep_start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            served.status, served.headers = status, list(headers)
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        try:
+            app_iter = app(environ, keep_start_response)
+            try:
+                body = b"".join(app_iter)
+            finally:
+                if hasattr(app_iter, "close"):
+                    app_iter.close()
+            if served.status and served.status[:1] in "23" and len(body) <= self._budget_bytes // 4:
+                served.body = body
+            return [body]
+        finally:
+            self._finish(invocation_id, served)
+
+    def _finish(self, invocation_id: str, served: _Served) -> None:
+        """Count a finished entry (done ⇔ counted, while kept) and drop the oldest beyond the byte budget
+        (100 bytes stand for an entry's own overhead); then wake the retries waiting for it."""
+        with self._lock:
+            if self._served.get(invocation_id) is served:  # not evicted or replaced while it ran
+                self._kept_bytes += len(served.body or b"") + 100
+                while self._kept_bytes > self._budget_bytes and self._served:
+                    _, oldest = self._served.popitem(last=False)
+                    if oldest is served or oldest.done.is_set():
+                        self._kept_bytes -= len(oldest.body or b"") + 100
+            served.done.set()
+
+
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
     return Response(json.dumps(body), status=status, mimetype="application/json", headers=headers)
 
@@ -114,6 +205,7 @@ class LocalDevExtensions:
         self._lock = threading.Lock()
         self._invoke_url: str | None = None
         self.requests = RequestCounter()
+        self.retries = RetriedRequests()
 
     @property
     def invoke_url(self) -> str | None:
@@ -129,13 +221,13 @@ class LocalDevExtensions:
             response = self._forward_invoke(Request(environ))
         else:
             self.requests.record(environ)
-            return self.app(environ, start_response)
+            return self.retries(self.app, environ, start_response)
         return response(environ, start_response)
 
     def _extension(self, request: Request, path: str) -> Response:
         region = request.args.get("region", DEFAULT_REGION)
         if path == "/_localdev/health" and request.method == "GET":
-            return _json(200, {"status": "ok", "instance_id": self.instance_id})
+            return _json(200, {"status": "ok", "instance_id": self.instance_id, "replayed_retries": self.retries.replayed})
         if path == "/_localdev/requests":
             if request.method == "GET":
                 return _json(200, {"requests": self.requests.snapshot(by_app=request.args.get("by") == "app")})
