@@ -25,7 +25,7 @@ def dlq_alarms(aws_client) -> dict[str, dict]:
     """Metric alarms on an SQS queue's visible messages, by queue name."""
     pages = aws_client("cloudwatch").get_paginator("describe_alarms").paginate(AlarmTypes=["MetricAlarm"])
     return {d["Value"]: alarm for page in pages for alarm in page["MetricAlarms"]
-            if alarm["Namespace"] == "AWS/SQS" and alarm["MetricName"] == "ApproximateNumberOfMessagesVisible"
+            if alarm.get("Namespace") == "AWS/SQS" and alarm.get("MetricName") == "ApproximateNumberOfMessagesVisible"
             for d in alarm["Dimensions"] if d["Name"] == "QueueName"}
 
 

@@ -31,4 +31,7 @@ module "platform" {
   payment_retry_backoff_max_seconds  = var.payment_retry_backoff_max_seconds
   resume_backoff_base_seconds        = var.resume_backoff_base_seconds
   fraud_config_cache_seconds         = var.fraud_config_cache_seconds
+
+  # null attributes take the platform's defaults (on, 2000 requests per IP per 5 minutes).
+  waf = { enabled = var.waf_enabled, rate_limit = var.waf_rate_limit }
 }

@@ -19,3 +19,6 @@ archive_retention_days          = 7
 # One provisioned shard costs less than an on-demand stream at dev volume.
 stream_mode        = "PROVISIONED"
 stream_shard_count = 1
+
+# No WAF web ACL in dev: it costs per ACL and rule each month, and dev takes no outside traffic.
+waf_enabled = false

@@ -130,3 +130,15 @@ variable "fraud_config_cache_seconds" {
   type        = number
   default     = null
 }
+
+variable "waf_enabled" {
+  description = "WAF web ACL (per-IP rate limit, AWS managed rule groups) on the API stage (null: on)."
+  type        = bool
+  default     = null
+}
+
+variable "waf_rate_limit" {
+  description = "Requests one client IP may send per 5 minutes before WAF blocks it; above the busiest legitimate caller (a merchant backend, Stripe's webhook senders) (null: 2000)."
+  type        = number
+  default     = null
+}

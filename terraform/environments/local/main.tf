@@ -39,6 +39,21 @@ module "platform" {
   payment_retry_backoff_max_seconds  = 60
   resume_backoff_base_seconds        = 2
   fraud_config_cache_seconds         = 30
+
+  # Each queue's visibility timeout is six times its consumer's timeout: short consumer timeouts keep the
+  # e2e drills' waits (a poison message: 3 receives x 30 s) as they were. Longest local invocations seen:
+  # under 3 s (process_payment, notifier, capture_payment), 5 s (resume_payments).
+  sqs_consumer_timeouts = {
+    process_payment = 5
+    resume_payments = 10
+    notifier        = 10
+    payment_retry   = 10
+    fraud_review    = 15
+    capture_payment = 15
+  }
+
+  # moto's WAFv2 is partial: the web ACL is an AWS-only layer.
+  waf = { enabled = false }
 }
 
 # Before the platform module existed these modules were called from here: the moved blocks let an

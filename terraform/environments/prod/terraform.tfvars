@@ -17,3 +17,8 @@ secrets_recovery_window_in_days = 30
 log_retention_in_days  = 365
 archive_retention_days = 365
 stream_mode            = "ON_DEMAND"
+
+# WAF web ACL on the API stage: a client IP over this many requests per 5 minutes is blocked (plus the AWS
+# managed rule groups). Keep it above the busiest legitimate caller: a merchant backend, Stripe's webhooks.
+waf_enabled    = true
+waf_rate_limit = 2000

@@ -81,3 +81,13 @@ output "capture_mode" {
   description = "automatic or risk_gated (docs/fraud.md)."
   value       = module.platform.capture_mode
 }
+
+output "waf_web_acl_arn" {
+  description = "ARN of the WAF web ACL on the API stage (null where waf_enabled is false)."
+  value       = module.platform.waf_web_acl_arn
+}
+
+output "waf_log_group_name" {
+  description = "CloudWatch log group of the WAF request logs, credential headers redacted (null without WAF)."
+  value       = module.platform.waf_log_group_name
+}

@@ -38,3 +38,44 @@ resource "aws_cloudwatch_metric_alarm" "iterator_age" {
   ok_actions          = var.alarm_action_arns
   tags                = var.tags
 }
+
+# The Stripe circuit breaker opened (or reopened after a failed probe): payments are being parked and
+# refunds refused until Stripe answers again. The functions that share the breaker emit the EMF metric
+# (StripeBreakerOpened, Count) in their own Powertools namespace with their `service` dimension, so each
+# publishes its own series; one alarm adds them up with metric math instead of one alarm per function.
+resource "aws_cloudwatch_metric_alarm" "breaker_open" {
+  count = var.breaker_open_alarm == null ? 0 : 1
+
+  alarm_name          = "${var.name_prefix}-stripe-breaker-open"
+  alarm_description   = "The Stripe circuit breaker opened: Stripe calls fail (connection errors, timeouts, 5xx), payments are parked and refunds answered 503 until a probe succeeds. Check Stripe's status and the functions' logs."
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_action_arns
+  ok_actions          = var.alarm_action_arns
+  tags                = var.tags
+
+  metric_query {
+    id          = "opened"
+    label       = "${var.breaker_open_alarm.metric_name} (all functions)"
+    expression  = "SUM(METRICS())"
+    return_data = true
+  }
+
+  dynamic "metric_query" {
+    for_each = var.breaker_open_alarm.services
+    content {
+      id          = "m${metric_query.key}"
+      return_data = false
+
+      metric {
+        namespace   = var.breaker_open_alarm.namespace
+        metric_name = var.breaker_open_alarm.metric_name
+        dimensions  = { service = metric_query.value }
+        stat        = "Sum"
+        period      = var.period_seconds
+      }
+    }
+  }
+}

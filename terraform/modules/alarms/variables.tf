@@ -1,5 +1,5 @@
 variable "name_prefix" {
-  description = "Prefix of every alarm name: <prefix>-dlq-<key>."
+  description = "Prefix of every alarm name: <prefix>-dlq-<key>, <prefix>-iterator-age-<key>, <prefix>-stripe-breaker-open."
   type        = string
 }
 
@@ -48,4 +48,29 @@ variable "tags" {
   description = "Tags for the alarms."
   type        = map(string)
   default     = {}
+}
+
+variable "breaker_open_alarm" {
+  description = <<-EOT
+    The Stripe circuit breaker's "opened" EMF metric (null: no alarm): its namespace (the functions'
+    Powertools metrics namespace), its name, and the `service` dimension (POWERTOOLS_SERVICE_NAME) of
+    every function that shares the breaker. The alarm fires when any of them reports an opening.
+  EOT
+  type = object({
+    namespace   = string
+    metric_name = optional(string, "StripeBreakerOpened")
+    services    = list(string)
+  })
+  default = null
+
+  validation {
+    # A metric-math alarm takes at most 10 queries: the services' metrics and the sum.
+    condition     = var.breaker_open_alarm == null || try(length(var.breaker_open_alarm.services) >= 1 && length(var.breaker_open_alarm.services) <= 9, false)
+    error_message = "breaker_open_alarm.services must name 1 to 9 services (a metric-math alarm takes at most 10 queries)."
+  }
+
+  validation {
+    condition     = var.breaker_open_alarm == null || try(length(trimspace(var.breaker_open_alarm.namespace)) > 0, false)
+    error_message = "breaker_open_alarm.namespace must not be empty."
+  }
 }

@@ -50,6 +50,7 @@ locals {
 }
 
 resource "aws_api_gateway_rest_api" "this" {
+  #checkov:skip=CKV_AWS_237:No argument set here forces a replacement of the REST API (name, description, endpoint type update in place); a replaced API gets a new id and invoke URL anyway, so creating it first would not keep clients working. The deployment, replaced on every change, is create_before_destroy.
   name        = var.name
   description = var.description
   tags        = var.tags
@@ -198,10 +199,13 @@ resource "aws_cloudwatch_log_group" "access" {
 }
 
 resource "aws_api_gateway_stage" "this" {
+  #checkov:skip=CKV_AWS_120:No response caching: payment and refund responses are per request and GET /payments/{id} must show the current status; a cached status could show a settled payment as pending. Idempotent retries are answered from DynamoDB, not from a cache.
+  #checkov:skip=CKV2_AWS_29:The web ACL association for this stage is made by modules/waf (resource_arn = module.api.stage_arn), on in staging and prod (waf_enabled) and asserted by platform/tests/queues_waf.tftest.hcl; checkov's graph does not link a stage to an association in a sibling module.
+  #checkov:skip=CKV2_AWS_51:Client certificates authenticate API Gateway to HTTP backends; every integration here is a Lambda proxy (AWS_PROXY) invoked with IAM, so there is no backend to present a certificate to. Callers authenticate with API keys and Stripe webhooks with their signature.
   rest_api_id          = aws_api_gateway_rest_api.this.id
   deployment_id        = aws_api_gateway_deployment.this.id
   stage_name           = var.stage_name
-  xray_tracing_enabled = true
+  xray_tracing_enabled = var.xray_tracing_enabled
   tags                 = var.tags
 
   access_log_settings {
@@ -211,6 +215,33 @@ resource "aws_api_gateway_stage" "this" {
 
   # API Gateway refuses access log settings until the region's account settings name a CloudWatch role.
   depends_on = [aws_api_gateway_account.this]
+}
+
+# Execution logs: API Gateway creates this group itself on first use, without retention or the key, so
+# it is created here first.
+resource "aws_cloudwatch_log_group" "execution" {
+  name              = "API-Gateway-Execution-Logs_${aws_api_gateway_rest_api.this.id}/${var.stage_name}"
+  retention_in_days = var.access_log_retention_in_days
+  kms_key_id        = var.access_log_kms_key_arn
+  tags              = var.tags
+}
+
+# Every method: execution logs for failed requests only (ERROR: why API Gateway rejected or failed a
+# request; the access log already has one line per request) and per-method CloudWatch metrics.
+# Data tracing stays off: it would log full request and response bodies (card details, keys).
+resource "aws_api_gateway_method_settings" "all" {
+  #checkov:skip=CKV_AWS_225:No response caching, as on the stage (CKV_AWS_120): payment and refund responses are per request and a payment's status must be read fresh.
+  rest_api_id = aws_api_gateway_rest_api.this.id
+  stage_name  = aws_api_gateway_stage.this.stage_name
+  method_path = "*/*"
+
+  settings {
+    logging_level      = "ERROR"
+    metrics_enabled    = true
+    data_trace_enabled = false
+  }
+
+  depends_on = [aws_cloudwatch_log_group.execution]
 }
 
 # -- CloudWatch role (one per account and region) ---------------------------------------------
@@ -345,4 +376,65 @@ resource "aws_api_gateway_usage_plan_key" "client" {
   key_id        = aws_api_gateway_api_key.client[each.key].id
   key_type      = "API_KEY"
   usage_plan_id = aws_api_gateway_usage_plan.client[each.key].id
+}
+
+# -- alarms ----------------------------------------------------------------------------------------
+# Here rather than in the alarms module: like lambda_function, the module that creates the API owns its
+# alarms, so their ApiName and Stage dimensions come from the API and the stage themselves and cannot
+# drift from them (a renamed API or stage with an alarm still watching the old name watches nothing).
+# REST APIs publish AWS/ApiGateway metrics per ApiName and Stage (no detailed metrics needed for these).
+
+resource "aws_cloudwatch_metric_alarm" "server_errors" {
+  count = var.alarms_enabled ? 1 : 0
+
+  alarm_name          = "${var.name}-api-5xx"
+  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) answered more than ${var.server_errors_alarm_threshold} request(s) with a 5xx in ${var.alarm_period_seconds} s: check the functions' errors and timeouts and the Stripe circuit breaker."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = "5XXError"
+  dimensions          = { ApiName = aws_api_gateway_rest_api.this.name, Stage = aws_api_gateway_stage.this.stage_name }
+  statistic           = "Sum" # the number of 5xx answers in the period (Average would be their rate)
+  period              = var.alarm_period_seconds
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.server_errors_alarm_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_action_arns
+  ok_actions          = var.alarm_action_arns
+  tags                = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.alarm_action_arns) > 0
+      error_message = "alarm_action_arns needs at least one ARN while alarms_enabled is true: an alarm nobody hears is a silent failure."
+    }
+  }
+}
+
+# Latency is the whole request as API Gateway saw it (integration included), in milliseconds; one
+# alarm per percentile. Sustained for latency_alarm_evaluation_periods periods: one slow minute (a
+# cold start burst) is not an incident.
+resource "aws_cloudwatch_metric_alarm" "latency" {
+  for_each = var.alarms_enabled ? var.latency_alarm_thresholds_ms : {}
+
+  alarm_name          = "${var.name}-api-latency-${each.key}"
+  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) ${each.key} latency stayed above ${each.value} ms for ${var.latency_alarm_evaluation_periods} period(s) of ${var.alarm_period_seconds} s: check the functions' duration and Stripe's response times."
+  namespace           = "AWS/ApiGateway"
+  metric_name         = "Latency"
+  dimensions          = { ApiName = aws_api_gateway_rest_api.this.name, Stage = aws_api_gateway_stage.this.stage_name }
+  extended_statistic  = each.key
+  period              = var.alarm_period_seconds
+  evaluation_periods  = var.latency_alarm_evaluation_periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_action_arns
+  ok_actions          = var.alarm_action_arns
+  tags                = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.alarm_action_arns) > 0
+      error_message = "alarm_action_arns needs at least one ARN while alarms_enabled is true: an alarm nobody hears is a silent failure."
+    }
+  }
 }

@@ -13,6 +13,11 @@ output "stage_name" {
   value       = aws_api_gateway_stage.this.stage_name
 }
 
+output "stage_arn" {
+  description = "ARN of the deployed stage (what a WAF web ACL is associated with)."
+  value       = aws_api_gateway_stage.this.arn
+}
+
 output "invoke_url" {
   description = "Base URL of the stage as AWS serves it."
   value       = aws_api_gateway_stage.this.invoke_url
@@ -51,4 +56,25 @@ output "access_log_group_arn" {
 output "request_model_names" {
   description = "API Gateway model validating each route's body, for the routes with a request_schema."
   value       = { for key, model in aws_api_gateway_model.this : key => model.name }
+}
+
+output "api_name" {
+  description = "Name of the REST API (the ApiName dimension of its AWS/ApiGateway metrics)."
+  value       = aws_api_gateway_rest_api.this.name
+}
+
+output "alarm_names" {
+  description = "Names of the API's alarms: 5xx and latency-<percentile>; empty when alarms_enabled is false."
+  value = merge(
+    { for a in aws_cloudwatch_metric_alarm.server_errors : "5xx" => a.alarm_name },
+    { for p, a in aws_cloudwatch_metric_alarm.latency : "latency-${p}" => a.alarm_name },
+  )
+}
+
+output "alarm_arns" {
+  description = "ARNs of the API's alarms: 5xx and latency-<percentile>; empty when alarms_enabled is false."
+  value = merge(
+    { for a in aws_cloudwatch_metric_alarm.server_errors : "5xx" => a.arn },
+    { for p, a in aws_cloudwatch_metric_alarm.latency : "latency-${p}" => a.arn },
+  )
 }

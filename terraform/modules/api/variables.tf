@@ -176,3 +176,82 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+variable "xray_tracing_enabled" {
+  description = "X-Ray tracing on the stage: each request's trace starts at API Gateway and continues into the functions (active tracing)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+# -- alarms ----------------------------------------------------------------------------------------
+
+variable "alarms_enabled" {
+  description = "Create the stage's 5XXError and Latency alarms (AWS/ApiGateway, ApiName and Stage dimensions)."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "alarm_action_arns" {
+  description = "ARNs notified when an alarm fires and when it clears (the ops-alerts SNS topic). At least one is required while alarms_enabled is true."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for arn in var.alarm_action_arns : startswith(arn, "arn:")])
+    error_message = "alarm_action_arns must be ARNs (e.g. of an SNS topic)."
+  }
+}
+
+variable "alarm_period_seconds" {
+  description = "Period of the API alarms, in seconds."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.alarm_period_seconds >= 60 && var.alarm_period_seconds % 60 == 0
+    error_message = "alarm_period_seconds must be a multiple of 60 (API Gateway publishes its metrics per minute)."
+  }
+}
+
+variable "server_errors_alarm_threshold" {
+  description = "The 5xx alarm fires when more than this many requests in one period got a 5xx answer (0: any). Every 5xx is a client left without an answer about its payment."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.server_errors_alarm_threshold >= 0
+    error_message = "server_errors_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "latency_alarm_thresholds_ms" {
+  description = "Latency alarms by percentile (p50 … p99.9): the alarm fires when the stage's Latency at that percentile stays above the value (milliseconds). POST /payments waits for Stripe, hence seconds rather than milliseconds."
+  type        = map(number)
+  default = {
+    p95 = 3000
+    p99 = 6000
+  }
+  nullable = false
+
+  validation {
+    condition     = alltrue([for p, ms in var.latency_alarm_thresholds_ms : can(regex("^p([1-9][0-9]?(\\.[0-9]+)?)$", p)) && ms > 0])
+    error_message = "latency_alarm_thresholds_ms keys must be percentiles such as p95 or p99.9, and each threshold more than 0 ms."
+  }
+}
+
+variable "latency_alarm_evaluation_periods" {
+  description = "Consecutive periods a latency percentile must stay above its threshold before its alarm fires."
+  type        = number
+  default     = 5
+  nullable    = false
+
+  validation {
+    condition     = var.latency_alarm_evaluation_periods >= 1 && floor(var.latency_alarm_evaluation_periods) == var.latency_alarm_evaluation_periods
+    error_message = "latency_alarm_evaluation_periods must be a whole number, at least 1."
+  }
+}

@@ -37,3 +37,8 @@ output "target_dlq_name" {
   description = "Name of the target DLQ."
   value       = aws_sqs_queue.target_dlq.name
 }
+
+output "target_dlq_message_retention_seconds" {
+  description = "How long the target DLQ keeps undeliverable events."
+  value       = aws_sqs_queue.target_dlq.message_retention_seconds
+}

@@ -87,6 +87,9 @@ resource "aws_cloudwatch_log_group" "this" {
 }
 
 resource "aws_lambda_function" "this" {
+  #checkov:skip=CKV_AWS_116:No function is invoked asynchronously (API Gateway invokes synchronously, SQS/Kinesis/DynamoDB streams through event source mappings whose failures go to the queues' DLQs and the mappings' on-failure destinations, EventBridge rules target SQS): a function DLQ would never receive anything.
+  #checkov:skip=CKV_AWS_117:No private resources to reach: the functions call AWS APIs and Stripe over HTTPS with IAM/TLS; a VPC would only add NAT gateways (cost, a single egress path) and cold-start ENIs.
+  #checkov:skip=CKV_AWS_272:Code signing is not used: zips are built reproducibly by `make package` and uploaded by the same Terraform apply; there is no AWS Signer profile or signing step in the pipeline to validate against.
   function_name                  = var.function_name
   description                    = var.description
   role                           = aws_iam_role.this.arn
@@ -99,6 +102,10 @@ resource "aws_lambda_function" "this" {
   timeout                        = var.timeout
   reserved_concurrent_executions = var.reserved_concurrent_executions
   layers                         = var.layers
+  # The environment variables hold names and ARNs, never secrets (those are read from Secrets Manager),
+  # but they are encrypted at rest with the platform's key like everything else. Lambda decrypts them
+  # through a grant it creates for the execution role: the role needs no kms:Decrypt for this.
+  kms_key_arn = var.kms_key_arn
 
   dynamic "environment" {
     for_each = length(var.environment_variables) > 0 ? [var.environment_variables] : []
@@ -169,4 +176,51 @@ resource "aws_lambda_event_source_mapping" "this" {
 
   # The role must be able to read the source before Lambda validates the mapping.
   depends_on = [aws_iam_role_policy.this]
+}
+
+# -- alarms ---------------------------------------------------------------------------------------
+# The module owns its function's alarms, so every function gets them and their FunctionName dimension
+# cannot drift from the function. Errors: invocations that raised or timed out (for an event source
+# mapping, each failed batch). Throttles: invocations refused for want of concurrency (a reserved
+# concurrency too low, or the account limit reached). Either, once a period, means work waits or is lost.
+locals {
+  function_alarms = var.alarms_enabled ? {
+    errors = {
+      metric_name = "Errors"
+      threshold   = var.errors_alarm_threshold
+      description = "${var.function_name} failed more than ${var.errors_alarm_threshold} invocation(s) in ${var.alarm_period_seconds} s: read its logs (errors, timeouts) and its DLQ or on-failure destination."
+    }
+    throttles = {
+      metric_name = "Throttles"
+      threshold   = var.throttles_alarm_threshold
+      description = "${var.function_name} was throttled more than ${var.throttles_alarm_threshold} time(s) in ${var.alarm_period_seconds} s: check its reserved concurrency and the account's concurrency limit."
+    }
+  } : {}
+}
+
+resource "aws_cloudwatch_metric_alarm" "function" {
+  for_each = local.function_alarms
+
+  alarm_name          = "${var.function_name}-${each.key}"
+  alarm_description   = each.value.description
+  namespace           = "AWS/Lambda"
+  metric_name         = each.value.metric_name
+  dimensions          = { FunctionName = aws_lambda_function.this.function_name }
+  statistic           = "Sum"
+  period              = var.alarm_period_seconds
+  evaluation_periods  = var.alarm_evaluation_periods
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = each.value.threshold
+  # No invocations means no datapoints: nothing failed.
+  treat_missing_data = "notBreaching"
+  alarm_actions      = var.alarm_action_arns
+  ok_actions         = var.alarm_action_arns
+  tags               = var.tags
+
+  lifecycle {
+    precondition {
+      condition     = length(var.alarm_action_arns) > 0
+      error_message = "alarm_action_arns needs at least one ARN while alarms_enabled is true: an alarm nobody hears is a silent failure."
+    }
+  }
 }

@@ -32,3 +32,13 @@ output "event_source_mapping_uuids" {
   description = "Event source mapping UUIDs by key."
   value       = { for k, m in aws_lambda_event_source_mapping.this : k => m.uuid }
 }
+
+output "alarm_names" {
+  description = "Names of the function's alarms by kind (errors, throttles); empty when alarms_enabled is false."
+  value       = { for k, a in aws_cloudwatch_metric_alarm.function : k => a.alarm_name }
+}
+
+output "alarm_arns" {
+  description = "ARNs of the function's alarms by kind (errors, throttles); empty when alarms_enabled is false."
+  value       = { for k, a in aws_cloudwatch_metric_alarm.function : k => a.arn }
+}

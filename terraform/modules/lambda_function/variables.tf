@@ -134,7 +134,7 @@ variable "log_retention_in_days" {
 }
 
 variable "kms_key_arn" {
-  description = "KMS key encrypting the log group (null: CloudWatch's default encryption)."
+  description = "KMS key encrypting the log group and the function's environment variables (null: the services' default encryption)."
   type        = string
   default     = null
 }
@@ -192,4 +192,73 @@ variable "tags" {
   description = "Tags for the function, role and log group."
   type        = map(string)
   default     = {}
+}
+
+# -- alarms ---------------------------------------------------------------------------------------
+
+variable "alarms_enabled" {
+  description = "Create the function's Errors and Throttles alarms (AWS/Lambda, FunctionName dimension). Leave on: turning them off is for throwaway test stacks only."
+  type        = bool
+  default     = true
+  nullable    = false
+}
+
+variable "alarm_action_arns" {
+  description = "ARNs notified when an alarm fires and when it clears (the ops-alerts SNS topic). At least one is required while alarms_enabled is true."
+  type        = list(string)
+  default     = []
+  nullable    = false
+
+  validation {
+    condition     = alltrue([for arn in var.alarm_action_arns : startswith(arn, "arn:")])
+    error_message = "alarm_action_arns must be ARNs (e.g. of an SNS topic)."
+  }
+}
+
+variable "errors_alarm_threshold" {
+  description = "The Errors alarm fires when the function's failed invocations in one period exceed this number (0: any failure)."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.errors_alarm_threshold >= 0
+    error_message = "errors_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "throttles_alarm_threshold" {
+  description = "The Throttles alarm fires when the function's throttled invocations in one period exceed this number (0: any throttle)."
+  type        = number
+  default     = 0
+  nullable    = false
+
+  validation {
+    condition     = var.throttles_alarm_threshold >= 0
+    error_message = "throttles_alarm_threshold must be 0 or more."
+  }
+}
+
+variable "alarm_period_seconds" {
+  description = "Period of the Errors and Throttles alarms, in seconds."
+  type        = number
+  default     = 60
+  nullable    = false
+
+  validation {
+    condition     = var.alarm_period_seconds >= 60 && var.alarm_period_seconds % 60 == 0
+    error_message = "alarm_period_seconds must be a multiple of 60 (Lambda publishes its metrics per minute)."
+  }
+}
+
+variable "alarm_evaluation_periods" {
+  description = "Consecutive periods above the threshold before the Errors or Throttles alarm fires."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    condition     = var.alarm_evaluation_periods >= 1 && floor(var.alarm_evaluation_periods) == var.alarm_evaluation_periods
+    error_message = "alarm_evaluation_periods must be a whole number, at least 1."
+  }
 }

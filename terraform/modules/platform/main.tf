@@ -98,7 +98,7 @@ locals {
       description = "Resumes parked payments when the Stripe circuit breaker lets calls through (with backoff)"
       handler     = "handler.handler"
       memory_size = 512
-      timeout     = 30
+      timeout     = var.sqs_consumer_timeouts.resume_payments # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = merge(local.stripe_caller_environment, {
         RESUME_BACKOFF_BASE_SECONDS = tostring(var.resume_backoff_base_seconds)
@@ -201,13 +201,14 @@ locals {
       description = "Maps stored Stripe webhooks onto the payments' events through the state machine"
       handler     = "handler.handler"
       memory_size = 256
-      timeout     = 20
+      timeout     = var.sqs_consumer_timeouts.process_payment # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = {
         TRANSACTIONS_TABLE       = module.data.transactions_table_name
         OPS_ALERTS_TOPIC_ARN     = module.topics.topic_arns["ops-alerts"]
         UNMATCHED_RETRY_RECEIVES = "3"
-        # An unmatched event comes back after 1 s × its receive count instead of the queue's 30 s.
+        # An unmatched event comes back after 1 s × its receive count instead of the queue's visibility
+        # timeout (six times this function's timeout: 2 min in AWS, 30 s locally).
         UNMATCHED_RETRY_DELAY_SECONDS = "1"
         PROCESS_PAYMENT_QUEUE_URL     = module.queues.queue_urls["process-payment"]
         POWERTOOLS_SERVICE_NAME       = "process_payment"
@@ -235,7 +236,7 @@ locals {
       description = "Publishes payment outcomes to payment-notifications (disputes also to ops-alerts), once per event"
       handler     = "handler.handler"
       memory_size = 256
-      timeout     = 20
+      timeout     = var.sqs_consumer_timeouts.notifier # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = {
         # Required by every function's settings; the notifier itself never reads the table.
@@ -264,7 +265,7 @@ locals {
       description = "Charges retryable failed payments again with exponential backoff, at most PAYMENT_RETRY_MAX_ATTEMPTS in all"
       handler     = "handler.handler"
       memory_size = 512
-      timeout     = 30
+      timeout     = var.sqs_consumer_timeouts.payment_retry # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = merge(local.stripe_caller_environment, {
         IDEMPOTENCY_TABLE          = module.data.idempotency_table_name
@@ -333,7 +334,7 @@ locals {
       description = "Holds flagged payments in review (cancels them at the block threshold) and alerts fraud-alerts, once per score"
       handler     = "handler.handler"
       memory_size = 256
-      timeout     = 15
+      timeout     = var.sqs_consumer_timeouts.fraud_review # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = merge(local.stripe_api_base_environment, {
         TRANSACTIONS_TABLE         = module.data.transactions_table_name
@@ -368,7 +369,7 @@ locals {
       description = "Risk-gated capture: captures an authorized payment once its fraud score is below review"
       handler     = "handler.handler"
       memory_size = 256
-      timeout     = 15
+      timeout     = var.sqs_consumer_timeouts.capture_payment # its queue's visibility is six times this
       layers      = ["core", "deps"]
       environment = merge(local.stripe_api_base_environment, {
         TRANSACTIONS_TABLE         = module.data.transactions_table_name
@@ -394,25 +395,55 @@ locals {
     }
   }
 
-  # Consumer queues fed by bus rules; each gets its own DLQ.
+  # Consumer queues fed by bus rules; each gets its own DLQ (14 days' retention, the queues module's default).
+  # consumer_timeout_seconds is the timeout of the function the queue feeds: the queues module refuses a
+  # visibility timeout under six times it (AWS guidance for SQS event sources: a message still being
+  # processed must not be received again). Both come from var.sqs_consumer_timeouts, the one place.
   queues = {
-    process-payment = { visibility_timeout_seconds = 30, max_receive_count = 3 }
+    process-payment = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.process_payment
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.process_payment
+      max_receive_count          = 3
+    }
     # Payments accepted while Stripe is unavailable, resumed when the breaker lets a probe through.
-    parked-payments = { visibility_timeout_seconds = 60, max_receive_count = 10 }
-    # The outbox relay's on-failure destination: pointers to stream records it could not publish.
-    relay-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    parked-payments = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.resume_payments
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.resume_payments
+      max_receive_count          = 10
+    }
+    # The outbox relay's on-failure destination: pointers to stream records it could not publish. No Lambda
+    # reads it; it is a dead-letter queue in all but name, so it keeps messages as long as the DLQs.
+    relay-failures = { visibility_timeout_seconds = 60, max_receive_count = 5, message_retention_seconds = 1209600 }
     # Payment outcomes for the notifier.
-    notifications = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    notifications = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.notifier
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.notifier
+      max_receive_count          = 5
+    }
     # Retryable failed payments; a message waits out its backoff invisible (one receive per wait), so
     # it may be received a few times per attempt before it lands in the DLQ.
-    payment-retry = { visibility_timeout_seconds = 60, max_receive_count = 10 }
-    # The fraud scorer's on-failure destination: pointers to fraud-stream records it could not score.
-    fraud-scoring-failures = { visibility_timeout_seconds = 60, max_receive_count = 5 }
+    payment-retry = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.payment_retry
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.payment_retry
+      max_receive_count          = 10
+    }
+    # The fraud scorer's on-failure destination: pointers to fraud-stream records it could not score (no
+    # Lambda reads it; kept as long as the DLQs).
+    fraud-scoring-failures = { visibility_timeout_seconds = 60, max_receive_count = 5, message_retention_seconds = 1209600 }
     # Flagged payments for fraud_review. A payment parked while Stripe is down has no PaymentIntent to
-    # hold yet: its message comes back every 90 s, for up to 30 minutes, before the DLQ (alarmed).
-    fraud-review = { visibility_timeout_seconds = 90, max_receive_count = 20 }
+    # hold yet: its message comes back every visibility timeout (90 s), 20 times (30 minutes), before
+    # the DLQ (alarmed).
+    fraud-review = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.fraud_review
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.fraud_review
+      max_receive_count          = 20
+    }
     # Risk-gated capture checks for capture_payment.
-    payment-captures = { visibility_timeout_seconds = 90, max_receive_count = 5 }
+    payment-captures = {
+      consumer_timeout_seconds   = var.sqs_consumer_timeouts.capture_payment
+      visibility_timeout_seconds = 6 * var.sqs_consumer_timeouts.capture_payment
+      max_receive_count          = 5
+    }
   }
 
   rules = {
@@ -592,7 +623,9 @@ module "functions" {
   architecture          = var.lambda_architecture
   log_retention_in_days = var.log_retention_in_days
   kms_key_arn           = module.kms.key_arn
-  tags                  = var.tags
+  # Each function's Errors and Throttles alarms (the module owns them) notify ops-alerts.
+  alarm_action_arns = [module.topics.topic_arns["ops-alerts"]]
+  tags              = var.tags
 }
 
 module "api" {
@@ -620,7 +653,25 @@ module "api" {
   access_log_retention_in_days   = var.log_retention_in_days
   access_log_kms_key_arn         = module.kms.key_arn
   manage_account_cloudwatch_role = var.manage_api_gateway_account_role
-  tags                           = var.tags
+  # The stage's 5xx and latency alarms (the module owns them) notify ops-alerts.
+  alarm_action_arns = [module.topics.topic_arns["ops-alerts"]]
+  tags              = var.tags
+}
+
+# The API stage behind a WAF web ACL (rate limit per IP, AWS managed rules), in AWS environments only:
+# the local emulator's WAFv2 is partial.
+module "waf" {
+  source = "../waf"
+  count  = var.waf.enabled ? 1 : 0
+
+  name         = var.name_prefix
+  resource_arn = module.api.stage_arn
+  rate_limit   = var.waf.rate_limit
+  # null: the module's default groups (common rule set, known bad inputs).
+  managed_rule_groups   = var.waf.managed_rule_groups ? null : {}
+  log_retention_in_days = var.log_retention_in_days
+  log_kms_key_arn       = module.kms.key_arn
+  tags                  = var.tags
 }
 
 module "alarms" {
@@ -638,7 +689,77 @@ module "alarms" {
   )
   iterator_age_alarms = {
     fraud-scorer = { function_name = module.functions["fraud_scorer"].function_name, threshold_seconds = 60 }
+    # The outbox relay on the transactions table's DynamoDB stream: its lag delays every event on the bus.
+    outbox-relay = { function_name = module.functions["outbox_relay"].function_name, threshold_seconds = 60 }
+  }
+  breaker_open_alarm = {
+    namespace   = local.metrics_namespace
+    metric_name = "StripeBreakerOpened"
+    services    = local.breaker_services
   }
   alarm_action_arns = [module.topics.topic_arns["ops-alerts"]]
   tags              = var.tags
+}
+
+# -- observability -----------------------------------------------------------------------------------
+
+locals {
+  # The functions' Powertools EMF namespace (no function sets POWERTOOLS_METRICS_NAMESPACE: the handlers'
+  # default); each metric carries a `service` dimension, the function's POWERTOOLS_SERVICE_NAME.
+  metrics_namespace = "paystream"
+  service_names     = { for fn, spec in local.functions : fn => spec.environment.POWERTOOLS_SERVICE_NAME }
+  # The functions that share the Stripe circuit breaker (they get its settings) report its openings.
+  breaker_services = sort([for fn, spec in local.functions : local.service_names[fn] if contains(keys(spec.environment), "BREAKER_COOLDOWN_SECONDS")])
+}
+
+module "dashboard" {
+  source = "../dashboard"
+
+  dashboard_name = "${var.name_prefix}-flow"
+  region         = split(":", module.kms.key_arn)[3]
+  api            = { name = module.api.api_name, stage = module.api.stage_name }
+
+  metrics_namespace = local.metrics_namespace
+  business_metrics = [
+    { title = "Payments", metrics = [
+      { name = "PaymentsInitiated", service = local.service_names["initiate_payment"], label = "initiated" },
+      { name = "PaymentsParked", service = local.service_names["initiate_payment"], label = "parked (Stripe unavailable)" },
+      # Outcomes are counted once by the notifier, whichever path (API, webhook, retry, review) produced them.
+      { name = "PaymentsSucceeded", service = local.service_names["notifier"], label = "succeeded" },
+      { name = "PaymentsFailed", service = local.service_names["notifier"], label = "failed" },
+      { name = "PaymentsRefunded", service = local.service_names["notifier"], label = "refunded" },
+    ] },
+    { title = "Webhooks", metrics = [
+      { name = "WebhooksStored", service = local.service_names["stripe_webhook"], label = "stored" },
+      { name = "WebhooksDuplicate", service = local.service_names["stripe_webhook"], label = "duplicate" },
+      { name = "WebhooksRejected", service = local.service_names["stripe_webhook"], label = "rejected (signature)" },
+    ] },
+    { title = "Fraud", metrics = [
+      { name = "PaymentsFlagged", service = local.service_names["fraud_scorer"], label = "flagged" },
+      { name = "PaymentsHeldForReview", service = local.service_names["fraud_review"], label = "held for review" },
+      { name = "PaymentsBlocked", service = local.service_names["fraud_review"], label = "blocked" },
+      { name = "PaymentsCaptured", service = local.service_names["capture_payment"], label = "captured (risk-gated)" },
+    ] },
+    { title = "Stripe circuit breaker openings", metrics = [
+      for service in local.breaker_services : { name = "StripeBreakerOpened", service = service, label = service }
+    ] },
+  ]
+
+  function_names          = { for fn, f in module.functions : fn => f.function_name }
+  queue_names             = module.queues.queue_names
+  dead_letter_queue_names = module.alarms.dead_letter_queues # every alarmed DLQ and on-failure destination
+  kinesis_stream_names    = { fraud = module.streaming.stream_name }
+  stream_consumer_function_names = {
+    fraud_scorer = module.functions["fraud_scorer"].function_name
+    outbox_relay = module.functions["outbox_relay"].function_name
+  }
+  # Every alarm of the platform: DLQs, stream lag, the breaker, each function's and the API's.
+  alarm_arns = concat(
+    values(module.alarms.alarm_arns),
+    values(module.alarms.iterator_age_alarm_arns),
+    compact([module.alarms.breaker_open_alarm_arn]),
+    # (null only in the environments' plan tests, which replace the function module by a few outputs)
+    flatten([for f in module.functions : values(f.alarm_arns) if f.alarm_arns != null]),
+    values(module.api.alarm_arns),
+  )
 }

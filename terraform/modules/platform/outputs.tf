@@ -94,3 +94,18 @@ output "kms_key_arn" {
   description = "ARN of the customer-managed key encrypting the platform's data."
   value       = module.kms.key_arn
 }
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard of the whole payment flow."
+  value       = module.dashboard.dashboard_name
+}
+
+output "waf_web_acl_arn" {
+  description = "ARN of the WAF web ACL on the API stage (null where var.waf.enabled is false)."
+  value       = one(module.waf[*].web_acl_arn)
+}
+
+output "waf_log_group_name" {
+  description = "CloudWatch log group of the WAF request logs, credential headers redacted (null without WAF)."
+  value       = one(module.waf[*].log_group_name)
+}

@@ -185,6 +185,26 @@ variable "log_retention_in_days" {
   }
 }
 
+variable "sqs_consumer_timeouts" {
+  description = "Timeout in seconds of each function an SQS queue feeds. Its queue's visibility timeout is six times it (AWS guidance for SQS event sources), so this is also how long a failed message waits before it is received again. Locally shorter (5-15 s) so failure drills take seconds; an omitted function keeps its default."
+  type = object({
+    process_payment = optional(number, 20)
+    resume_payments = optional(number, 30)
+    notifier        = optional(number, 20)
+    payment_retry   = optional(number, 30)
+    fraud_review    = optional(number, 15)
+    capture_payment = optional(number, 15)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    # 900 s is Lambda's maximum; 6 x 900 stays under SQS's 12 h visibility maximum.
+    condition     = alltrue([for t in values(var.sqs_consumer_timeouts) : t >= 1 && t <= 900 && floor(t) == t])
+    error_message = "Every SQS consumer timeout must be a whole number of seconds between 1 and 900."
+  }
+}
+
 # -- durability and recovery -----------------------------------------------------------------
 
 variable "point_in_time_recovery" {
@@ -282,4 +302,23 @@ variable "manage_api_gateway_account_role" {
   description = "Create the region's API Gateway account CloudWatch role (needed for access logs). It is one per account and region: set false where another configuration in the same account and region manages it."
   type        = bool
   default     = true
+}
+
+# -- edge protection -------------------------------------------------------------------------
+
+variable "waf" {
+  description = "WAF web ACL on the API stage: a rate-based rule blocking a client IP over rate_limit requests per 5 minutes, and the AWS managed rule groups (common, known bad inputs) unless managed_rule_groups is false. Off only where WAFv2 is unavailable (the local emulator) or unwanted (dev)."
+  type = object({
+    enabled             = optional(bool, true)
+    rate_limit          = optional(number, 2000)
+    managed_rule_groups = optional(bool, true)
+  })
+  default  = {}
+  nullable = false
+
+  validation {
+    # AWS WAF's bounds for a rate-based rule's limit.
+    condition     = var.waf.rate_limit >= 10 && var.waf.rate_limit <= 2000000000 && floor(var.waf.rate_limit) == var.waf.rate_limit
+    error_message = "waf.rate_limit must be a whole number between 10 and 2000000000 (requests per IP per 5 minutes)."
+  }
 }

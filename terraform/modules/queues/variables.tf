@@ -4,8 +4,14 @@ variable "name_prefix" {
 }
 
 variable "queues" {
-  description = "Consumer queues by short name. Each gets its own dead-letter queue through a redrive policy."
+  description = <<-EOT
+    Consumer queues by short name. Each gets its own dead-letter queue through a redrive policy (DLQ retention:
+    14 days, SQS's maximum, unless dlq_message_retention_seconds says otherwise). consumer_timeout_seconds is the
+    timeout of the Lambda function an event source mapping feeds from the queue (null: no Lambda consumer);
+    visibility_timeout_seconds must then be at least six times it (AWS guidance for SQS event sources).
+  EOT
   type = map(object({
+    consumer_timeout_seconds      = optional(number)
     visibility_timeout_seconds    = optional(number, 30)
     max_receive_count             = optional(number, 5)
     delay_seconds                 = optional(number, 0)
@@ -24,6 +30,17 @@ variable "queues" {
       && q.dlq_message_retention_seconds >= 60 && q.dlq_message_retention_seconds <= 1209600
     ])
     error_message = "Each queue needs visibility_timeout_seconds 0-43200, max_receive_count 1-1000, delay_seconds 0-900, receive_wait_time_seconds 0-20 and retention periods 60-1209600."
+  }
+
+  # A message stays invisible only for the visibility timeout. Shorter than the consumer's timeout (plus the
+  # retries of a throttled invocation), a message still being processed is delivered again, processed twice,
+  # and counted towards maxReceiveCount until it lands in the DLQ unprocessed.
+  validation {
+    condition = alltrue([for q in values(var.queues) :
+      q.consumer_timeout_seconds == null || try(q.consumer_timeout_seconds >= 1 && q.consumer_timeout_seconds <= 900
+      && q.visibility_timeout_seconds >= 6 * q.consumer_timeout_seconds, false)
+    ])
+    error_message = "A queue with a Lambda consumer needs visibility_timeout_seconds of at least six times consumer_timeout_seconds (1-900): ${join(", ", [for k, q in var.queues : "${k} (visibility ${q.visibility_timeout_seconds} s, consumer timeout ${q.consumer_timeout_seconds} s)" if q.consumer_timeout_seconds != null && try(q.visibility_timeout_seconds < 6 * q.consumer_timeout_seconds, true)])}."
   }
 
   validation {

@@ -36,4 +36,9 @@ run "plans_with_its_tfvars" {
     condition     = var.kms_deletion_window_in_days == 30 && var.secrets_recovery_window_in_days == 30 && var.log_retention_in_days >= 90
     error_message = "staging needs the longest key and secret recovery windows and at least 90 days of logs"
   }
+
+  assert {
+    condition     = var.waf_enabled && module.platform.waf_log_group_name != null
+    error_message = "staging's API stage must sit behind the WAF web ACL with its rate-based rule (checkov's CKV2_AWS_29 skip relies on it)"
+  }
 }

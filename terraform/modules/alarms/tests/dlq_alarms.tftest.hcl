@@ -83,3 +83,64 @@ run "a_zero_iterator_age_threshold_is_refused" {
 
   expect_failures = [var.iterator_age_alarms]
 }
+
+run "no_breaker_alarm_unless_asked" {
+  command = plan
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.breaker_open) == 0
+    error_message = "without breaker_open_alarm there is no breaker alarm"
+  }
+}
+
+run "breaker_open_alarm_sums_every_breaker_owner" {
+  command = plan
+
+  variables {
+    breaker_open_alarm = {
+      namespace = "paystream"
+      services  = ["initiate_payment", "refund_payment"]
+    }
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.breaker_open[0].alarm_name == "paystream-test-stripe-breaker-open"
+      && aws_cloudwatch_metric_alarm.breaker_open[0].comparison_operator == "GreaterThanThreshold"
+      && aws_cloudwatch_metric_alarm.breaker_open[0].threshold == 0
+      && aws_cloudwatch_metric_alarm.breaker_open[0].treat_missing_data == "notBreaching"
+    )
+    error_message = "any breaker opening must raise <prefix>-stripe-breaker-open"
+  }
+
+  assert {
+    condition = toset([for q in aws_cloudwatch_metric_alarm.breaker_open[0].metric_query : q.metric[0].dimensions["service"] if length(q.metric) > 0]) == toset(["initiate_payment", "refund_payment"]) && alltrue([
+      for q in aws_cloudwatch_metric_alarm.breaker_open[0].metric_query : q.metric[0].namespace == "paystream" && q.metric[0].metric_name == "StripeBreakerOpened" && q.metric[0].stat == "Sum" && !q.return_data
+      if length(q.metric) > 0
+    ])
+    error_message = "the alarm must read StripeBreakerOpened (Sum) of every given service in the given namespace"
+  }
+
+  assert {
+    condition     = one([for q in aws_cloudwatch_metric_alarm.breaker_open[0].metric_query : q.expression if q.return_data]) == "SUM(METRICS())"
+    error_message = "the alarm must fire on the sum over the services"
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.breaker_open[0].alarm_actions == toset(var.alarm_action_arns)
+      && aws_cloudwatch_metric_alarm.breaker_open[0].ok_actions == toset(var.alarm_action_arns)
+    )
+    error_message = "the ops topic must hear when the breaker opens and when the alarm clears"
+  }
+}
+
+run "a_breaker_alarm_without_services_is_refused" {
+  command = plan
+
+  variables {
+    breaker_open_alarm = { namespace = "paystream", services = [] }
+  }
+
+  expect_failures = [var.breaker_open_alarm]
+}

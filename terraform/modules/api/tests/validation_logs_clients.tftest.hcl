@@ -23,7 +23,8 @@ mock_provider "aws" {
 }
 
 variables {
-  name = "test"
+  name              = "test"
+  alarm_action_arns = ["arn:aws:sns:us-east-1:000000000000:ops-alerts"]
   routes = {
     "POST /payments"                          = { function_name = "initiate", invoke_arn = "arn:initiate", request_schema = file("schemas/payment-request.json") }
     "GET /payments/{transaction_id}"          = { function_name = "query", invoke_arn = "arn:query" }

@@ -54,6 +54,16 @@ run "every_target_has_a_retry_policy_and_the_target_dlq" {
   }
 
   assert {
+    condition     = aws_sqs_queue.target_dlq.message_retention_seconds == 1209600 && output.target_dlq_message_retention_seconds == 1209600
+    error_message = "the target DLQ must keep undeliverable events 14 days (1209600 s, SQS's maximum) by default"
+  }
+
+  assert {
+    condition     = aws_sqs_queue.target_dlq.kms_master_key_id == "arn:aws:kms:us-east-1:000000000000:key/test"
+    error_message = "the target DLQ must be encrypted with the customer-managed key"
+  }
+
+  assert {
     condition     = aws_cloudwatch_event_target.this["retries"].arn == "arn:aws:sqs:us-east-1:000000000000:notify"
     error_message = "a rule's target must be the queue it names"
   }

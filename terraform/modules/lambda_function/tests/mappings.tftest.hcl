@@ -25,7 +25,8 @@ variables {
       on_failure_destination_arn     = "arn:aws:sqs:us-east-1:000000000000:fraud-failures"
     }
   }
-  iam_statements = [{ sid = "Own", actions = ["dynamodb:PutItem"], resources = ["arn:aws:dynamodb:us-east-1:000000000000:table/t"] }]
+  iam_statements    = [{ sid = "Own", actions = ["dynamodb:PutItem"], resources = ["arn:aws:dynamodb:us-east-1:000000000000:table/t"] }]
+  alarm_action_arns = ["arn:aws:sns:us-east-1:000000000000:ops-alerts"]
 }
 
 run "mappings_follow_their_source_type" {

@@ -11,6 +11,10 @@ override_module {
     function_name = "paystream-test-fn"
     function_arn  = "arn:aws:lambda:eu-west-1:000000000000:function:paystream-test-fn"
     invoke_arn    = "arn:aws:apigateway:eu-west-1:lambda:path/2015-03-31/functions/arn:aws:lambda:eu-west-1:000000000000:function:paystream-test-fn/invocations"
+    alarm_arns = {
+      errors    = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-fn-errors"
+      throttles = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-fn-throttles"
+    }
   }
 }
 
@@ -144,4 +148,83 @@ run "a_stripe_base_that_is_not_a_url_is_refused" {
   }
 
   expect_failures = [var.stripe_api_base]
+}
+
+# Observability (issue 6): the alarms the platform adds, and the dashboard covering the whole flow.
+run "alarms_and_dashboard_cover_the_flow" {
+  command = plan
+
+  # The dashboard's body lists the alarms' ARNs and the key's region, which a plan does not know: the
+  # mock provides them.
+  override_resource {
+    target          = module.kms.aws_kms_key.this
+    override_during = plan
+    values          = { arn = "arn:aws:kms:eu-west-1:000000000000:key/test" }
+  }
+  override_resource {
+    target          = module.alarms.aws_cloudwatch_metric_alarm.dlq
+    override_during = plan
+    values          = { arn = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-dlq" }
+  }
+  override_resource {
+    target          = module.alarms.aws_cloudwatch_metric_alarm.iterator_age
+    override_during = plan
+    values          = { arn = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-iterator-age" }
+  }
+  override_resource {
+    target          = module.alarms.aws_cloudwatch_metric_alarm.breaker_open
+    override_during = plan
+    values          = { arn = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-stripe-breaker-open" }
+  }
+  override_resource {
+    target          = module.api.aws_cloudwatch_metric_alarm.server_errors
+    override_during = plan
+    values          = { arn = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-api-5xx" }
+  }
+  override_resource {
+    target          = module.api.aws_cloudwatch_metric_alarm.latency
+    override_during = plan
+    values          = { arn = "arn:aws:cloudwatch:eu-west-1:000000000000:alarm:paystream-test-api-latency" }
+  }
+
+  assert {
+    condition     = toset(keys(module.alarms.iterator_age_alarm_names)) == toset(["fraud-scorer", "outbox-relay"])
+    error_message = "both stream consumers (Kinesis: fraud_scorer, DynamoDB stream: outbox_relay) need an iterator-age alarm"
+  }
+
+  assert {
+    condition     = local.breaker_services == tolist(["initiate_payment", "payment_retry", "refund_payment", "resume_payments"])
+    error_message = "the breaker alarm must sum StripeBreakerOpened over every function that shares the Stripe breaker"
+  }
+
+  assert {
+    condition     = module.alarms.breaker_open_alarm_name == "paystream-test-stripe-breaker-open"
+    error_message = "the breaker-open alarm must exist under the platform's prefix"
+  }
+
+  assert {
+    condition     = length(module.api.alarm_names) == 3 && alltrue([for n in values(module.api.alarm_names) : startswith(n, "paystream-test-api-")])
+    error_message = "the API's 5xx, p95 and p99 latency alarms must exist under the platform's prefix"
+  }
+
+  assert {
+    condition = alltrue([for fn, spec in local.functions : anytrue([
+      for w in jsondecode(module.dashboard.dashboard_body).widgets : contains([for m in try(w.properties.metrics, []) : m[3]], spec.environment.POWERTOOLS_SERVICE_NAME)
+    ]) if contains(["initiate_payment", "notifier", "stripe_webhook", "fraud_scorer"], fn)])
+    error_message = "the dashboard must graph the EMF metrics of the payment, webhook and fraud functions under their service dimension"
+  }
+
+  assert {
+    condition = toset(keys(local.functions)) == toset(flatten([for w in jsondecode(module.dashboard.dashboard_body).widgets : [
+      for m in w.properties.metrics : m[4].label
+    ] if try(w.properties.title, "") == "Function errors"]))
+    error_message = "the dashboard must graph the errors of every function"
+  }
+
+  assert {
+    condition = length(one([for w in jsondecode(module.dashboard.dashboard_body).widgets : w.properties.alarms if w.type == "alarm"])) == (
+      length(module.alarms.alarm_names) + length(module.alarms.iterator_age_alarm_names) + 1 + 2 * length(local.functions) + length(module.api.alarm_names)
+    )
+    error_message = "the dashboard's alarm widget must show every alarm: DLQs, iterator ages, the breaker, each function's two and the API's"
+  }
 }

@@ -38,3 +38,59 @@ run "every_queue_redrives_to_its_own_dlq" {
     error_message = "a DLQ may only take messages from its own source queue"
   }
 }
+
+# Dead letters are kept as long as SQS allows (14 days): time to notice the alarm, fix and redrive.
+run "dead_letter_queues_keep_messages_14_days" {
+  command = apply
+
+  assert {
+    condition     = alltrue([for q in aws_sqs_queue.dlq : q.message_retention_seconds == 1209600]) && length(aws_sqs_queue.dlq) == 2
+    error_message = "every DLQ must keep its messages 14 days (1209600 s) by default"
+  }
+
+  assert {
+    condition     = output.dlq_message_retention_seconds == { process-payment = 1209600, notifications = 1209600 }
+    error_message = "the module must report each DLQ's retention"
+  }
+}
+
+# AWS guidance for SQS event sources: visibility timeout >= 6 x the consuming function's timeout.
+run "visibility_of_six_times_the_consumer_timeout_is_accepted" {
+  command = plan
+
+  variables {
+    queues = {
+      process-payment = { consumer_timeout_seconds = 20, visibility_timeout_seconds = 120 }
+      relay-failures  = { visibility_timeout_seconds = 30 } # no Lambda consumer: no rule
+    }
+  }
+
+  assert {
+    condition     = aws_sqs_queue.this["process-payment"].visibility_timeout_seconds == 120
+    error_message = "the queue must get the visibility timeout it is given"
+  }
+}
+
+run "visibility_below_six_times_the_consumer_timeout_is_refused" {
+  command = plan
+
+  variables {
+    queues = {
+      process-payment = { consumer_timeout_seconds = 20, visibility_timeout_seconds = 119 }
+    }
+  }
+
+  expect_failures = [var.queues]
+}
+
+run "the_default_visibility_is_checked_too" {
+  command = plan
+
+  variables {
+    queues = {
+      notifications = { consumer_timeout_seconds = 10 } # default visibility 30 s < 60 s
+    }
+  }
+
+  expect_failures = [var.queues]
+}

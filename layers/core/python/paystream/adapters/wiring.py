@@ -7,6 +7,7 @@ imported inside their factories.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any, Callable
 
 import boto3
@@ -14,7 +15,7 @@ import boto3
 from paystream.adapters.breaker_store import DynamoDBBreakerStore
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.adapters.messaging import OpsAlerts, SqsParker
-from paystream.breaker import CircuitBreaker
+from paystream.breaker import OPEN, CircuitBreaker
 from paystream.config import Settings
 from paystream.payments import PaymentService
 from paystream.store import EventStore
@@ -78,9 +79,41 @@ def payment_service(settings: Settings, fault_point: Callable[[str], None] | Non
     )
 
 
+# The metric the `<prefix>-stripe-breaker-open` alarm watches (terraform/modules/alarms), in the namespace
+# the handlers' Powertools Metrics use, with their `service` dimension (POWERTOOLS_SERVICE_NAME).
+BREAKER_OPENED_METRIC = "StripeBreakerOpened"
+
+
+def metrics_namespace() -> str:
+    return os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream")
+
+
+def emit_breaker_opened(old: str, new: str, reason: str) -> None:
+    """Counts a transition to open (closed -> open, or a failed probe reopening it) as one EMF metric.
+
+    Printed at once (single_metric) rather than added to the handler's metrics, which are flushed when the
+    invocation returns: an invocation that times out after opening the breaker still reports it, and so does
+    any caller of stripe_breaker, whatever its handler does with its own metrics.
+    """
+    if new != OPEN:
+        return
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+    with single_metric(name=BREAKER_OPENED_METRIC, unit=MetricUnit.Count, value=1, namespace=metrics_namespace()):
+        pass
+
+
 def stripe_breaker(settings: Settings) -> CircuitBreaker:
     """The Stripe circuit breaker every Stripe-calling function shares (its state is one DynamoDB item)."""
     alerts = OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn)
+
+    def on_transition(old: str, new: str, reason: str) -> None:
+        # The metric first: an SNS failure must not cost the alarm (the breaker logs what either raises).
+        try:
+            emit_breaker_opened(old, new, reason)
+        finally:
+            alerts.breaker_transition(old, new, reason)
+
     return CircuitBreaker(
         "stripe",
         DynamoDBBreakerStore(dynamodb_client(), settings.transactions_table),
@@ -88,7 +121,7 @@ def stripe_breaker(settings: Settings) -> CircuitBreaker:
         window_seconds=settings.breaker_window_seconds,
         cooldown_seconds=settings.breaker_cooldown_seconds,
         closed_cache_seconds=settings.breaker_closed_cache_seconds,
-        on_transition=alerts.breaker_transition,
+        on_transition=on_transition,
     )
 
 

@@ -25,3 +25,16 @@ mock_resource "aws_sqs_queue" {
 mock_resource "aws_sns_topic" {
   defaults = { arn = "arn:aws:sns:eu-west-1:000000000000:topic" }
 }
+
+# The WAF module validates the stage ARN it protects, and the provider the web ACL's and log group's ARNs.
+mock_resource "aws_api_gateway_stage" {
+  defaults = { arn = "arn:aws:apigateway:eu-west-1::/restapis/abc123/stages/v1" }
+}
+
+mock_resource "aws_wafv2_web_acl" {
+  defaults = { arn = "arn:aws:wafv2:eu-west-1:000000000000:regional/webacl/paystream-test/0000" }
+}
+
+mock_resource "aws_cloudwatch_log_group" {
+  defaults = { arn = "arn:aws:logs:eu-west-1:000000000000:log-group:paystream-test" }
+}
