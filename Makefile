@@ -8,8 +8,11 @@ PY          := $(VENV)/bin/python
 ENV         ?= local
 BACKEND     ?= embedded
 STAMP       := $(VENV)/.installed
+# checkov has its own virtualenv: its dependencies conflict with requirements/dev.lock (see requirements/checkov.in).
+CHECKOV_VENV  := $(VENV)/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench clean
+.PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench docs clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -21,11 +24,17 @@ $(STAMP): requirements/dev.lock layers/deps/requirements.txt pyproject.toml
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
-install: $(STAMP) ## create .venv with the locked dependencies
+$(CHECKOV_STAMP): requirements/checkov.lock
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON_BOOT) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements/checkov.lock
+	@touch $(CHECKOV_STAMP)
 
-lock: $(STAMP) ## re-lock requirements (layers/deps/requirements.txt, requirements/dev.lock)
+install: $(STAMP) $(CHECKOV_STAMP) ## create .venv with the locked dependencies (and .venv/checkov)
+
+lock: $(STAMP) ## re-lock requirements (layers/deps/requirements.txt, requirements/dev.lock, requirements/checkov.lock)
 	cd layers/deps && ../../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
 	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o dev.lock dev.in
+	cd requirements && ../$(VENV)/bin/pip-compile -q --strip-extras --no-emit-index-url --no-emit-find-links -o checkov.lock checkov.in
 
 package: $(STAMP) ## build function zips and layers into build/ (deterministic)
 	$(PY) -m localdev package
@@ -45,11 +54,15 @@ logs: $(STAMP) ## follow the local functions' logs
 demo: $(STAMP) ## one payment end to end against the local stack (starts it if needed)
 	$(PY) -m localdev demo
 
-test: $(STAMP) ## the whole suite (what CI runs): unit, integration, e2e (brings its own stack up and down)
+test: $(STAMP) $(CHECKOV_STAMP) ## the whole suite (what CI runs): unit, integration, e2e (brings its own stack up and down)
 	$(PY) -m pytest tests/unit tests/integration tests/e2e
 
-test-unit: $(STAMP) ## unit tests only (no network, no servers)
+test-unit: $(STAMP) $(CHECKOV_STAMP) ## unit tests only (no network, no servers)
 	$(PY) -m pytest tests/unit
+
+.PHONY: checkov
+checkov: $(CHECKOV_STAMP) ## checkov over the prod configuration (.checkov.yaml): passed/failed/skipped counts, failures listed
+	$(CHECKOV_VENV)/bin/checkov --config-file .checkov.yaml --quiet
 
 test-integration: $(STAMP) ## integration tests (their own emulator on free ports)
 	$(PY) -m pytest tests/integration
@@ -64,6 +77,9 @@ plan: $(STAMP) ## terraform plan for ENV=local|dev|staging|prod (packages first:
 apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
 	$(PY) -m localdev package --architecture x86_64 --architecture arm64
 	$(PY) -m localdev terraform apply --env $(ENV)
+
+docs: $(STAMP) ## regenerate module READMEs' input/output tables
+	$(PY) -m localdev tfdocs
 
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen

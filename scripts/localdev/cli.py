@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataplane": ("localdev.dataplane.server", "run the local Lambda data plane"),
     "stripe-listen": ("localdev.stripe_listen", "forward real Stripe test-mode webhooks to the local API"),
     "bench": ("localdev.bench_local", "measure local-up time, data plane overhead and SQS latency"),
+    "tfdocs": ("localdev.tfdocs", "regenerate the Inputs/Outputs tables of terraform/modules/*/README.md (--check: exit 1 if stale)"),
 }
 
 
