@@ -274,9 +274,10 @@ def test_fraud_scorer_reads_the_stream_with_bounded_retries_and_its_configuratio
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
 
-def test_the_fraud_scorers_iterator_age_is_alarmed_to_ops(stack, aws):
+def test_both_stream_consumers_iterator_age_is_alarmed_to_ops(stack, aws):
+    # The fraud scorer (Kinesis) and the outbox relay (the transactions table's DynamoDB stream).
     _, out = stack
     alarms = aws("cloudwatch").describe_alarms(AlarmNamePrefix=f"{PREFIX}-iterator-age-")["MetricAlarms"]
-    assert [(a["Namespace"], a["MetricName"], a["Dimensions"]) for a in alarms] == [
-        ("AWS/Lambda", "IteratorAge", [{"Name": "FunctionName", "Value": out["function_names"]["fraud_scorer"]}])]
-    assert alarms[0]["AlarmActions"] == [out["topic_arns"]["ops-alerts"]]
+    assert sorted((a["Namespace"], a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms) == sorted(
+        ("AWS/Lambda", "IteratorAge", out["function_names"][fn]) for fn in ("fraud_scorer", "outbox_relay"))
+    assert all(a["AlarmActions"] == [out["topic_arns"]["ops-alerts"]] for a in alarms)
