@@ -19,17 +19,12 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
+from paystream_ops.common import (EXIT_CODES, EXIT_FAILED, EXIT_USAGE, Context, OperationFailed, Refused)
 from paystream_ops.environment import DEFAULT_OUTPUTS, Environment, EnvironmentError_
 
 PROG = "paystream-ops"
 ENVIRONMENTS = ("local", "dev", "staging", "prod")
-EXIT_CODES = """exit codes:
-  0  done
-  1  the operation failed or was not confirmed (one line on stderr says what is left and what to do)
-  2  bad usage or environment: unknown DLQ, outputs missing, no confirmation possible without --yes
-  3  found something: `dlq list` when any DLQ holds messages (a scheduled check can page on it)"""
 # A checkout's root: scripts/paystream_ops/cli.py -> the directory holding terraform/ and .local/.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,18 +46,11 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
+def command_modules() -> list:
+    """Each command's module, in `--help` order; each adds its parser (paystream_ops.common)."""
+    from paystream_ops import dlq
 
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
+    return [dlq]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -77,54 +65,9 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--yes", action="store_true", dest="global_yes", help="skip confirmations")
     main.add_argument("--dry-run", action="store_true", dest="global_dry_run",
                       help="show what a command would change, change nothing")
-    groups = main.add_subparsers(dest="group", required=True, metavar="{dlq}", parser_class=_Parser)
-    dlq = groups.add_parser("dlq", help="dead-letter queues: list, peek, redrive, export, purge",
-                            description="Dead-letter queues: what is stuck, why, and putting it back.", **common)
-    commands = dlq.add_subparsers(dest="command", required=True, parser_class=_Parser)
-
-    commands.add_parser("list", help="every DLQ with depth, oldest message age and source (exit 3 if any holds messages)",
-                        description="Every DLQ (consumer DLQs, the event-bus target DLQ, the on-failure "
-                                    "destinations) with depth (visible + in flight), the oldest message's age "
-                                    "(CloudWatch's ApproximateAgeOfOldestMessage, else the SentTimestamp of a "
-                                    "sample) and what feeds it.", **common)
-
-    peek = commands.add_parser("peek", help="messages pretty-printed, envelopes decoded, failure reason; left in place",
-                               description="Print messages of a DLQ without consuming them: EventBridge and SNS "
-                                           "envelopes decoded, the failure reason when the message carries one. "
-                                           "Messages are received with a short visibility timeout and made visible "
-                                           "again right after.", **common)
-    peek.add_argument("name", metavar="NAME")
-    peek.add_argument("--max", type=_positive_int, default=10, metavar="N", help="at most N messages (default 10)")
-
-    redrive = commands.add_parser(
-        "redrive", help="send messages back to their source (queue, or the bus for event-bus-targets)",
-        description="Put a DLQ's messages back where they failed. A consumer DLQ goes back to its queue: with SQS "
-                    "StartMessageMoveTask where the API exists (not with --max, which the API lacks), else receive, "
-                    "send, and delete only what was sent. The event-bus target DLQ is re-published to the bus with "
-                    "PutEvents (original source, detail-type, detail; every matching rule gets it again); entries "
-                    "PutEvents rejects stay in the DLQ. Delivery is at least once: an interrupted redrive run again "
-                    "may deliver a message twice, which the consumers tolerate (they are idempotent on the event's "
-                    "data, not on the envelope: a state machine that appends nothing twice, idempotency records, "
-                    "keyed Stripe calls). Puts the metric paystream/DLQRedriven (dimension Queue = the DLQ's name).", **common)
-    redrive.add_argument("name", metavar="NAME")
-    redrive.add_argument("--max", type=_positive_int, metavar="N", help="at most N messages (default all)")
-    redrive.add_argument("--rate", type=_positive_float, metavar="R", help="at most R messages per second")
-
-    export = commands.add_parser("export", help="write messages as JSON lines to FILE ('-': stdout); left in place",
-                                 description="Write a DLQ's messages (raw message and decoded view, one JSON object "
-                                             "per line) to FILE, leaving them in the queue.", **common)
-    export.add_argument("name", metavar="NAME")
-    export.add_argument("file", metavar="FILE")
-    export.add_argument("--max", type=_positive_int, metavar="N", help="at most N messages (default all)")
-
-    purge = commands.add_parser("purge", help="delete every message of a DLQ (asks for confirmation unless --yes)",
-                                description="Delete every message of a DLQ for good (SQS PurgeQueue). Export "
-                                            "first if they may be needed.", **common)
-    purge.add_argument("name", metavar="NAME")
-
-    for command in (redrive, purge):
-        command.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
-        command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    groups = main.add_subparsers(dest="group", required=True, parser_class=_Parser)
+    for module in command_modules():
+        module.register(groups, common)
     return main
 
 
@@ -151,21 +94,6 @@ def load_environment(env: str, outputs: Path | None) -> Environment:
         return Environment.load(Path(handle.name))
 
 
-def interactive_confirm(expected: str) -> Callable[[str], bool]:
-    """Asks on a terminal for `expected` to be typed; refuses (Refused, exit 2) where no one can answer."""
-    from paystream_ops.dlq import Refused
-
-    def confirm(prompt: str) -> bool:
-        if not sys.stdin.isatty():
-            raise Refused("confirmation needed and stdin is not a terminal: pass --yes (or --dry-run first)")
-        try:
-            return input(prompt).strip() == expected
-        except EOFError:
-            return False
-
-    return confirm
-
-
 def _console():
     from rich.console import Console
 
@@ -177,41 +105,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from paystream_ops import dlq
-
-    yes = args.global_yes or getattr(args, "yes", False)
-    dry_run = args.global_dry_run or getattr(args, "dry_run", False)
-    where = f"{PROG} {args.group} {args.command}"
+    where = " ".join(filter(None, [PROG, args.group, getattr(args, "command", None)]))
     try:
-        environment = load_environment(args.env, args.outputs)
-        if args.command == "list":
-            return dlq.list_queues(environment, _console(), datetime.now(timezone.utc))
-        queue = dlq.resolve(environment, args.name)
-        confirm = (lambda prompt: True) if yes else interactive_confirm(queue.key)
-        if args.command == "peek":
-            return dlq.peek(environment, queue, args.max, _console())
-        if args.command == "export":
-            return dlq.export(environment, queue, args.file, args.max)
-        if args.command == "redrive":
-            return dlq.redrive(environment, queue, args.max, args.rate, dry_run, _console(), confirm)
-        return dlq.purge(environment, queue, dry_run, confirm)
-    except (EnvironmentError_, dlq.Refused) as exc:
+        context = Context(load_environment(args.env, args.outputs), _console(),
+                          yes=args.global_yes or getattr(args, "yes", False),
+                          dry_run=args.global_dry_run or getattr(args, "dry_run", False),
+                          now=datetime.now(timezone.utc))
+        return args.handler(args, context)
+    except (EnvironmentError_, Refused) as exc:
         print(f"{where}: {exc}", file=sys.stderr)
-        return 2
-    except dlq.OperationFailed as exc:
+        return EXIT_USAGE
+    except OperationFailed as exc:
         print(f"{where}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except ClientError as exc:
         error = exc.response.get("Error", {})
         print(f"{where}: AWS refused {exc.operation_name}: {error.get('Code')} {error.get('Message', '')}".rstrip(),
               file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except (BotoCoreError, OSError) as exc:
         print(f"{where}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:  # a redrive deletes only what it sent: running it again finishes the work
-        print(f"{where}: interrupted; nothing unsent was deleted, run it again to finish", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # every command leaves a state that running it again finishes
+        print(f"{where}: interrupted; run it again to finish (see its --help for what an interruption leaves)",
+              file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

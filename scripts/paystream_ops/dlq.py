@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paystream_ops.common import Context, OperationFailed, Refused, positive_float, positive_int, progress
 from paystream_ops.environment import Environment, EnvironmentError_
 
 METRIC_NAMESPACE = "paystream"  # the platform's own metrics (terraform: local.metrics_namespace)
@@ -46,18 +47,6 @@ EVENTBRIDGE_ERROR_ATTRIBUTES = ("ERROR_CODE", "ERROR_MESSAGE", "RULE_ARN", "TARG
 # with these codes, so a real internal error is reported, never mistaken for a missing API.
 NOT_IMPLEMENTED_CODES = {"500", "501", "NotImplemented", "InvalidAction", "UnknownOperationException",
                          "UnsupportedOperation"}
-
-
-class OperationFailed(Exception):
-    """The command ran but did not finish its work (exit 1); the message says what is left and what to do."""
-
-    def __init__(self, message: str, moved: int = 0):
-        super().__init__(message)
-        self.moved = moved
-
-
-class Refused(Exception):
-    """The command cannot be applied as asked (exit 2): unknown DLQ, no confirmation, wrong kind of queue."""
 
 
 @dataclass(frozen=True)
@@ -316,15 +305,6 @@ def export(environment: Environment, queue: DeadLetterQueue, path: str, limit: i
 # ------------------------------------------------------------------------------------------------ redrive
 
 
-def _progress(total: int | None, description: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=Console(stderr=True))
-    return progress, progress.add_task(description, total=total)
-
-
 class _Pacer:
     """Holds the pace to `rate` messages per second (None: as fast as SQS answers)."""
 
@@ -368,12 +348,12 @@ def _move_task(sqs: Any, queue: DeadLetterQueue, rate: float | None) -> int | No
                   "message by message (receive, send, then delete)", file=sys.stderr)
             return None
         raise
-    progress, task = _progress(None, f"redriving {queue.name} (move task)")
-    with progress:
+    bar, task = progress(None, f"redriving {queue.name} (move task)")
+    with bar:
         while True:
             tasks = sqs.list_message_move_tasks(SourceArn=request["SourceArn"], MaxResults=1)["Results"]
             current = tasks[0] if tasks else {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 0}
-            progress.update(task, total=current.get("ApproximateNumberOfMessagesToMove"),
+            bar.update(task, total=current.get("ApproximateNumberOfMessagesToMove"),
                             completed=current.get("ApproximateNumberOfMessagesMoved", 0))
             if current["Status"] in ("COMPLETED", "CANCELLED", "FAILED"):
                 break
@@ -456,9 +436,9 @@ def _manual(sqs: Any, queue: DeadLetterQueue, send: Callable[[list[dict]], set[s
     delivered (a message sent but not yet deleted is delivered again by a re-run: at least once)."""
     moved, kept = 0, []
     pacer = _Pacer(rate)
-    progress, task = _progress(total, f"redriving {queue.name}")
+    bar, task = progress(total, f"redriving {queue.name}")
     try:
-        with progress:
+        with bar:
             # Smaller batches keep a low rate smooth.
             for batch in receive_batches(sqs, queue.url, limit, batch_size=max(1, min(10, int(rate or 10)))):
                 try:
@@ -474,7 +454,7 @@ def _manual(sqs: Any, queue: DeadLetterQueue, send: Callable[[list[dict]], set[s
                     sqs.delete_message_batch(QueueUrl=queue.url, Entries=[
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
                 moved += len(done)
-                progress.update(task, advance=len(batch))
+                bar.update(task, advance=len(batch))
                 pacer.done(len(done))
                 if len(done) < len(batch):
                     raise OperationFailed(f"{len(batch) - len(done)} message(s) could not be sent and stay in the "
@@ -564,3 +544,76 @@ def purge(environment: Environment, queue: DeadLetterQueue, dry_run: bool, confi
     sqs.purge_queue(QueueUrl=queue.url)
     print(f"{queue.name} purged (about {depth} message(s); SQS finishes a purge within 60 s)")
     return 0
+
+
+# ------------------------------------------------------------------------------------------------ command line
+
+
+def register(commands_root: Any, common: dict) -> None:
+    """`paystream-ops dlq list|peek|redrive|export|purge` (see paystream_ops.common)."""
+    dlq = commands_root.add_parser("dlq", help="dead-letter queues: list, peek, redrive, export, purge",
+                            description="Dead-letter queues: what is stuck, why, and putting it back.", **common)
+    commands = dlq.add_subparsers(dest="command", required=True, parser_class=type(dlq))
+
+    commands.add_parser("list", help="every DLQ with depth, oldest message age and source (exit 3 if any holds messages)",
+                        description="Every DLQ (consumer DLQs, the event-bus target DLQ, the on-failure "
+                                    "destinations) with depth (visible + in flight), the oldest message's age "
+                                    "(CloudWatch's ApproximateAgeOfOldestMessage, else the SentTimestamp of a "
+                                    "sample) and what feeds it.", **common)
+
+    peek = commands.add_parser("peek", help="messages pretty-printed, envelopes decoded, failure reason; left in place",
+                               description="Print messages of a DLQ without consuming them: EventBridge and SNS "
+                                           "envelopes decoded, the failure reason when the message carries one. "
+                                           "Messages are received with a short visibility timeout and made visible "
+                                           "again right after.", **common)
+    peek.add_argument("name", metavar="NAME")
+    peek.add_argument("--max", type=positive_int, default=10, metavar="N", help="at most N messages (default 10)")
+
+    redrive = commands.add_parser(
+        "redrive", help="send messages back to their source (queue, or the bus for event-bus-targets)",
+        description="Put a DLQ's messages back where they failed. A consumer DLQ goes back to its queue: with SQS "
+                    "StartMessageMoveTask where the API exists (not with --max, which the API lacks), else receive, "
+                    "send, and delete only what was sent. The event-bus target DLQ is re-published to the bus with "
+                    "PutEvents (original source, detail-type, detail; every matching rule gets it again); entries "
+                    "PutEvents rejects stay in the DLQ. Delivery is at least once: an interrupted redrive run again "
+                    "may deliver a message twice, which the consumers tolerate (they are idempotent on the event's "
+                    "data, not on the envelope: a state machine that appends nothing twice, idempotency records, "
+                    "keyed Stripe calls). Puts the metric paystream/DLQRedriven (dimension Queue = the DLQ's name).", **common)
+    redrive.add_argument("name", metavar="NAME")
+    redrive.add_argument("--max", type=positive_int, metavar="N", help="at most N messages (default all)")
+    redrive.add_argument("--rate", type=positive_float, metavar="R", help="at most R messages per second")
+
+    export = commands.add_parser("export", help="write messages as JSON lines to FILE ('-': stdout); left in place",
+                                 description="Write a DLQ's messages (raw message and decoded view, one JSON object "
+                                             "per line) to FILE, leaving them in the queue.", **common)
+    export.add_argument("name", metavar="NAME")
+    export.add_argument("file", metavar="FILE")
+    export.add_argument("--max", type=positive_int, metavar="N", help="at most N messages (default all)")
+
+    purge = commands.add_parser("purge", help="delete every message of a DLQ (asks for confirmation unless --yes)",
+                                description="Delete every message of a DLQ for good (SQS PurgeQueue). Export "
+                                            "first if they may be needed.", **common)
+    purge.add_argument("name", metavar="NAME")
+
+    for command in (redrive, purge):
+        command.add_argument("--dry-run", action="store_true", help="show what would change, change nothing")
+        command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    dlq.set_defaults(handler=handle)
+
+
+def handle(args: Any, context: Context) -> int:
+    environment = context.environment
+    if args.command == "list":
+        return list_queues(environment, context.console, context.now)
+    queue = resolve(environment, args.name)
+
+    def confirm(prompt: str) -> bool:
+        return context.confirm(prompt, queue.key)
+
+    if args.command == "peek":
+        return peek(environment, queue, args.max, context.console)
+    if args.command == "export":
+        return export(environment, queue, args.file, args.max)
+    if args.command == "redrive":
+        return redrive(environment, queue, args.max, args.rate, context.dry_run, context.console, confirm)
+    return purge(environment, queue, context.dry_run, confirm)
