@@ -48,9 +48,9 @@ class _Parser(argparse.ArgumentParser):
 
 def command_modules() -> list:
     """Each command's module, in `--help` order; each adds its parser (paystream_ops.common)."""
-    from paystream_ops import dlq
+    from paystream_ops import dlq, gaps, replay
 
-    return [dlq]
+    return [dlq, replay, gaps]
 
 
 def parser() -> argparse.ArgumentParser:

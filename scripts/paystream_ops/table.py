@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Callable, Iterable
 
 from paystream_ops.environment import Environment
@@ -19,6 +20,20 @@ from paystream_ops.environment import Environment
 # a small on-demand table busy without throttling a production one (the Scan pages are 1 MB each).
 DEFAULT_SEGMENTS = 4
 ITEM_TYPES = ("event", "projection", "stripe_event")
+
+
+def instant(value: Any) -> datetime | None:
+    """A stored timestamp: ISO 8601 text (events, projections, relay marks) or epoch seconds (the webhook
+    inbox's received_at); None when absent or unreadable."""
+    if isinstance(value, (int, float)):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return None
 
 
 @dataclass

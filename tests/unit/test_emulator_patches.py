@@ -19,6 +19,7 @@ from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
+from moto.events.models import Replay
 from moto.events.utils import EventTemplateParser
 from moto.kinesis.models import Stream
 from moto.sqs.models import Queue, sqs_backends
@@ -39,6 +40,7 @@ PATCHED_ATTRIBUTES = [
     (DynamoDBStreamsHandler, "call_action"),
     (DynamoDBBackend, "transact_write_items"),
     (dynamodb_models, "copy"),
+    (Replay, "replay_events"),
 ]
 _MISSING = object()
 
@@ -351,3 +353,59 @@ def test_patched_transactions_roll_back_item_by_item_without_copying_tables(patc
         assert sorted((i["pk"]["S"], i.get("x", {}).get("N")) for i in ddb.scan(TableName="r")["Items"]) == [
             ("A", "1"), ("C", None)]  # the update undone, the put undone, the later commit kept
         assert ddb.scan(TableName="h")["Items"] == [{"pk": {"S": "P"}, "v": {"N": "1"}}]
+
+
+# --- archive replay ------------------------------------------------------------------------------------
+
+
+def _archived_bus_with_two_rules():
+    """A bus with an archive and two rules each sending everything to its own queue; one event archived at
+    epoch 1000, one at 5000 (PutEvents Time). Returns (events client, sqs client, bus ARN, archive ARN,
+    {rule name: (rule ARN, queue URL)})."""
+    events, sqs = _client("events"), _client("sqs")
+    bus_arn = events.create_event_bus(Name="b")["EventBusArn"]
+    archive_arn = events.create_archive(ArchiveName="all", EventSourceArn=bus_arn)["ArchiveArn"]
+    rules = {}
+    for name in ("first", "second"):
+        url = sqs.create_queue(QueueName=f"q-{name}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        rule_arn = events.put_rule(Name=name, EventBusName="b", EventPattern=json.dumps({"source": ["s"]}))["RuleArn"]
+        events.put_targets(Rule=name, EventBusName="b", Targets=[{"Id": "q", "Arn": queue_arn}])
+        rules[name] = (rule_arn, url)
+    for at in (1000, 5000):
+        events.put_events(Entries=[{"EventBusName": "b", "Source": "s", "DetailType": "t", "Time": at,
+                                    "Detail": json.dumps({"at": at})}])
+    for _, url in rules.values():  # the live deliveries, drained
+        while sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            sqs.purge_queue(QueueUrl=url)
+    return events, sqs, bus_arn, archive_arn, rules
+
+
+def _bodies(sqs, url: str) -> list[dict]:
+    return [json.loads(m["Body"]) for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+
+
+def test_upstream_replay_sends_the_whole_archive_to_every_rule():
+    with mock_aws():
+        events, sqs, bus_arn, archive_arn, rules = _archived_bus_with_two_rules()
+        events.start_replay(ReplayName="r", EventSourceArn=archive_arn, EventStartTime=4000, EventEndTime=6000,
+                            Destination={"Arn": bus_arn, "FilterArns": [rules["first"][0]]})
+        assert len(_bodies(sqs, rules["first"][1])) == 2  # the event at 1000 too
+        assert len(_bodies(sqs, rules["second"][1])) == 2  # a rule FilterArns left out
+
+
+def test_patched_replay_sends_only_the_window_to_the_chosen_rules_with_the_aws_envelope(patched):
+    with mock_aws():
+        events, sqs, bus_arn, archive_arn, rules = _archived_bus_with_two_rules()
+        events.start_replay(ReplayName="r", EventSourceArn=archive_arn, EventStartTime=4000, EventEndTime=6000,
+                            Destination={"Arn": bus_arn, "FilterArns": [rules["first"][0]]})
+        assert events.describe_replay(ReplayName="r")["State"] == "COMPLETED"
+        [replayed] = _bodies(sqs, rules["first"][1])
+        assert replayed["detail"] == {"at": 5000} and replayed["replay-name"] == "r"
+        assert replayed["account"] == ACCOUNT and replayed["source"] == "s"
+        assert _bodies(sqs, rules["second"][1]) == []
+        # Without FilterArns every rule gets the window; replayed events are not archived again.
+        events.start_replay(ReplayName="r2", EventSourceArn=archive_arn, EventStartTime=0, EventEndTime=6000,
+                            Destination={"Arn": bus_arn})
+        assert sorted(b["detail"]["at"] for b in _bodies(sqs, rules["second"][1])) == [1000, 5000]
+        assert events.describe_archive(ArchiveName="all")["EventCount"] == 2

@@ -60,6 +60,8 @@ def aws_eventbridge_envelope(event: dict[str, Any]) -> dict[str, Any]:
         "region": event["region"],
         "resources": event["resources"],
         "detail": event["detail"],
+        # A replayed event names its replay (AWS adds the field to what targets receive).
+        **({"replay-name": event["replay-name"]} if "replay-name" in event else {}),
     }
 
 
@@ -241,6 +243,48 @@ def transact_without_copying_tables() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+def _epoch_seconds(value: Any) -> float | None:
+    """A time as moto keeps it (epoch seconds as number or text, or a datetime); None if it is none of these."""
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def replay_only_the_window_to_the_chosen_rules() -> None:
+    """Replay an archive as AWS does: only events whose time is within [EventStartTime, EventEndTime], only to
+    the rules of `Destination.FilterArns` when given, and through the targets' normal delivery.
+
+    moto's `Replay.replay_events` sends every archived event ever kept, whatever the window, to every rule
+    of the bus, ignoring FilterArns, and skips the targets' input handling (`transform_input=False`), so a
+    replayed event reached an SQS target without the envelope AWS delivers. The state still ends
+    COMPLETED within the StartReplay call, as upstream.
+    """
+    from moto.core.utils import unix_time
+    from moto.events.models import Replay, ReplayState, events_backends
+    from moto.moto_api._internal import mock_random
+
+    def replay_events(self: Replay, archive: Any) -> None:
+        start, end = _epoch_seconds(self.event_start_time), _epoch_seconds(self.event_end_time)
+        only = set(self.destination.get("FilterArns") or [])
+        bus = events_backends[self.account_id][self.region].describe_event_bus(self.destination["Arn"].split("/")[-1])
+        for event in list(archive.events):
+            at = _epoch_seconds(event.get("time"))
+            if at is None or (start is not None and at < start) or (end is not None and at > end):
+                continue
+            for rule in list(bus.rules.values()):
+                if only and rule.arn not in only:
+                    continue
+                rule.send_to_targets(dict(event, **{"id": str(mock_random.uuid4()), "replay-name": self.name}))
+        self.state = ReplayState.COMPLETED
+        self.end_time = unix_time()
+
+    UPSTREAM["Replay.replay_events"] = Replay.replay_events
+    Replay.replay_events = replay_events  # type: ignore[method-assign]
+
+
 def apply_patches() -> None:
     """Apply every patch once per process (later calls do nothing)."""
     global _applied
@@ -252,4 +296,5 @@ def apply_patches() -> None:
     expose_sqs_redrive_allow_policy()
     serialize_dynamodb_requests()
     transact_without_copying_tables()
+    replay_only_the_window_to_the_chosen_rules()
     _applied = True
