@@ -6,8 +6,11 @@ can crash reading the other's half-written file. This launcher turns both off (s
 process only) and adds a health route for whoever starts it:
 
     GET /_localdev/health -> 200 {"status": "ok", "instance_id": "<uuid of this process>", "persistence": false}
+    GET /_localdev/webhooks -> 200 {"webhooks": {name: {"url", "events"}}} (the registered endpoints, no secrets)
 
-It needs no API key (localstripe's own routes do).
+It needs no API key (localstripe's own routes do). It also records whether each event's webhook delivery
+succeeded and lists events by `delivery_success` and PaymentIntents by `created`, as Stripe does (see
+`record_webhook_deliveries`, `list_as_stripe_does`: what `paystream-ops reconcile` reads).
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ def disable_disk_persistence() -> None:
 
 
 OUTAGE_PATH = "/_localdev/outage"
+# The registered webhook endpoints (name -> url, events; never the secrets), so a test that points an endpoint
+# elsewhere for a while can put back exactly what the stack registered.
+WEBHOOKS_PATH = "/_localdev/webhooks"
 # A simulated Stripe outage (fault injection for the local stack): while on, the API answers 503.
 _OUTAGE = {"down": False}
 
@@ -46,6 +52,8 @@ async def _health(request, handler):
     if request.path == HEALTH_PATH:
         return web.json_response({"status": "ok", "instance_id": INSTANCE_ID, "persistence": False,
                                   "outage": _OUTAGE["down"]})
+    if request.path == WEBHOOKS_PATH and request.method == "GET":
+        return web.json_response({"webhooks": registered_webhooks()})
     if request.path == OUTAGE_PATH and request.method == "POST":
         body = await request.json() if request.can_read_body else {}
         _OUTAGE["down"] = bool(body.get("down"))
@@ -161,6 +169,8 @@ def make_app():
     accept_stripe_fields_the_platform_sends()
     refuse_refunds_above_what_is_left()
     announce_payment_intents_as_stripe_does()
+    record_webhook_deliveries()
+    list_as_stripe_does()
     from aiohttp import web
     from localstripe.server import app
 
@@ -206,6 +216,18 @@ def register_webhook(stripe_api_base: str, name: str, url: str, secret: str, tim
             f"localstripe at {stripe_api_base} refused webhook {name!r} -> {url} (HTTP {exc.code}): "
             "the url must start with http and the secret must not be empty"
         ) from exc
+
+
+def registered_webhooks() -> dict[str, dict]:
+    from localstripe import webhooks
+
+    return {name: {"url": hook.url, "events": hook.events} for name, hook in webhooks._webhooks.items()}
+
+
+def webhook_endpoints(stripe_api_base: str, timeout: float = 5) -> dict[str, dict]:
+    """The endpoints a running launcher sends its webhooks to: {name: {"url", "events"}}."""
+    with urllib.request.urlopen(f"{stripe_api_base.rstrip('/')}{WEBHOOKS_PATH}", timeout=timeout) as resp:
+        return json.loads(resp.read())["webhooks"]
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -363,3 +385,150 @@ def set_rate_limit(stripe_api_base: str, requests: int, path_prefix: str = "/v1/
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=timeout) as resp:
         return json.loads(resp.read())
+
+
+# ------------------------------------------------------------------ webhook deliveries and event listing
+# paystream-ops reconcile asks Stripe for the events whose webhook delivery failed (GET /v1/events with
+# delivery_success=false) and ingests them storage-first. localstripe 1.15.10 keeps its events and lists
+# them by `created` and `type` only; it neither records whether a delivery succeeded nor filters on it,
+# sends no charge.refunded, and lists PaymentIntents without the `created` filter. These patches add that.
+
+WEBHOOK_DELAY_SECONDS = 1  # localstripe waits 1 s before sending (the platform's own write lands first)
+WEBHOOK_TIMEOUT_SECONDS = 30  # a hanging endpoint is a failed delivery, not a task that never ends
+
+
+async def _post(url: str, payload: bytes, headers: dict[str, str]) -> int:
+    """POST one webhook and return the HTTP status (a seam the unit tests replace)."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=WEBHOOK_TIMEOUT_SECONDS)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with session.post(url, data=payload, headers=headers) as response:
+            return response.status
+
+
+async def _send_webhook(event) -> None:
+    """localstripe's webhook sender (same payload, signature and 1 s delay), recording on the event how
+    many endpoints are still pending and whether any delivery failed (what Stripe's delivery_success
+    filter and `pending_webhooks` report)."""
+    import asyncio
+    import hashlib
+    import hmac
+
+    from localstripe import webhooks
+
+    targets = [hook for hook in list(webhooks._webhooks.values())
+               if hook.events is None or event.type in hook.events]
+    event.__dict__["_pending_webhooks"] = len(targets)
+    event.__dict__.setdefault("_delivery_failed", False)
+    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode("utf-8")
+    signed_payload = b"%d.%s" % (event.created, payload)
+    await asyncio.sleep(WEBHOOK_DELAY_SECONDS)
+    log = logging.getLogger("aiohttp.access")
+    for hook in targets:
+        signature = hmac.new(hook.secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
+        headers = {"Content-Type": "application/json; charset=utf-8",
+                   "Stripe-Signature": "t=%d,v1=%s" % (event.created, signature)}
+        try:
+            status = await _post(hook.url, payload, headers)
+        except Exception as exc:  # noqa: BLE001 - any failure to deliver is a failed delivery, never a crash
+            status, reason = None, f"failed: {type(exc).__name__} {exc}"
+        else:
+            reason = f"failed with response code {status}"
+        if status is not None and 200 <= status < 300:
+            event.__dict__["_pending_webhooks"] -= 1
+            log.info('webhook "%s" %s successfully delivered', event.type, event.id)
+        else:
+            event.__dict__["_delivery_failed"] = True
+            log.info('webhook "%s" %s %s', event.type, event.id, reason)
+
+
+def _pending_webhooks(event) -> int:
+    """Endpoints the event has not reached yet: before its sender ran, every endpoint it is meant for."""
+    pending = event.__dict__.get("_pending_webhooks")
+    if pending is None:
+        from localstripe import webhooks
+
+        pending = sum(1 for hook in webhooks._webhooks.values() if hook.events is None or event.type in hook.events)
+    return pending
+
+
+def delivery_succeeded(event) -> bool:
+    """Stripe's delivery_success: every endpoint got it; false also while a delivery is still pending."""
+    return not event.__dict__.get("_delivery_failed", False) and _pending_webhooks(event) == 0
+
+
+def record_webhook_deliveries() -> None:
+    """Send localstripe's webhooks through `_send_webhook` (which records each event's delivery outcome),
+    expose Stripe's `pending_webhooks` on events, and announce refunds with `charge.refunded` as Stripe does
+    (the charge, with its cumulative amount_refunded)."""
+    from localstripe import resources, webhooks
+
+    if getattr(webhooks._send_webhook, "_records_deliveries", False):
+        return
+    _send_webhook._records_deliveries = True
+    # localstripe's schedule_webhook looks `_send_webhook` up in its module at each call.
+    webhooks._send_webhook = _send_webhook
+    resources.Event.pending_webhooks = property(_pending_webhooks)
+
+    upstream_init = resources.Refund.__init__
+
+    def __init__(self, *args, **kwargs):
+        upstream_init(self, *args, **kwargs)  # stored (and counted in the charge's amount_refunded) by now
+        webhooks.schedule_webhook(resources.Event("charge.refunded", resources.Charge._api_retrieve(self.charge)))
+
+    resources.Refund.__init__ = __init__
+
+
+def _created_filters(created) -> list:
+    """Stripe's `created` list filter (gt, gte, lt, lte: epoch seconds) as predicates; UserError 400 otherwise."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    if created is None:
+        return []
+    if not isinstance(created, dict):
+        created = {"eq": created}
+    filters = []
+    compare = {"gt": lambda a, b: a > b, "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b,
+               "lte": lambda a, b: a <= b, "eq": lambda a, b: a == b}
+    for key, value in created.items():
+        bound = resources.try_convert_to_int(value)
+        if key not in compare or type(bound) is not int:
+            raise UserError(400, f"Bad created filter {key}={value!r}: use gt, gte, lt, lte with epoch seconds")
+        filters.append(lambda obj, op=compare[key], bound=bound: op(obj.created, bound))
+    return filters
+
+
+def list_as_stripe_does() -> None:
+    """`GET /v1/events?delivery_success=true|false` (false: failed or still pending, as on Stripe) and
+    `GET /v1/payment_intents?created[gte]=…&created[lte]=…` (localstripe answers 400 to both); pagination
+    (limit, starting_after) stays localstripe's, over the filtered list."""
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    event_list = resources.Event._api_list_all
+    if getattr(event_list, "_filters_deliveries", False):
+        return
+
+    def events(cls, url, delivery_success=None, **kwargs):
+        wanted = resources.try_convert_to_bool(delivery_success)
+        if delivery_success is not None and type(wanted) is not bool:
+            raise UserError(400, "delivery_success must be true or false")
+        listed = event_list(url, **kwargs)
+        if wanted is not None:
+            listed._list = [event for event in listed._list if delivery_succeeded(event) is wanted]
+        return listed
+
+    events._filters_deliveries = True
+    resources.Event._api_list_all = classmethod(events)
+
+    intent_list = resources.PaymentIntent._api_list_all
+
+    def payment_intents(cls, url, created=None, **kwargs):
+        filters = _created_filters(created)
+        listed = intent_list(url, **kwargs)
+        listed._list = [intent for intent in listed._list if all(keep(intent) for keep in filters)]
+        return listed
+
+    resources.PaymentIntent._api_list_all = classmethod(payment_intents)

@@ -1,13 +1,14 @@
 """paystream-ops — operations on a running paystream environment (issue 7; runbooks in docs/runbooks/).
 
-    paystream-ops [--env local|dev|staging|prod | --outputs FILE] dlq list
-    paystream-ops dlq peek NAME [--max N]
-    paystream-ops dlq redrive NAME [--max N] [--rate R] [--dry-run] [--yes]
-    paystream-ops dlq export NAME FILE [--max N]
-    paystream-ops dlq purge NAME [--dry-run] [--yes]
+    paystream-ops [--env local|dev|staging|prod | --outputs FILE] [--yes] [--dry-run] COMMAND ...
+    paystream-ops dlq list|peek|redrive|export|purge ...   dead-letter queues (docs/runbooks/dlq.md)
+    paystream-ops replay --from T [--to T] [--pattern JSON] [--source archive|table]
+                                                           deliver a window's events again (docs/runbooks/gaps.md)
+    paystream-ops gaps [--grace D] [--stuck-after D]       never relayed, projections behind, stuck payments
+    paystream-ops rebuild [--payment ID ...]               projections folded again from events (docs/runbooks/rebuild.md)
+    paystream-ops reconcile --from T --to T [--fix]        the platform against Stripe (docs/runbooks/reconcile.md)
 
-NAME is a DLQ's key in the outputs' dlq_urls (as `dlq list` shows it: process-payment, event-bus-targets,
-relay-failures-destination...), its queue name or its URL.
+Each command has --help. Times: ISO 8601 (UTC unless an offset is given), `now`, or a duration ago (2h).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ class _Parser(argparse.ArgumentParser):
 
 def command_modules() -> list:
     """Each command's module, in `--help` order; each adds its parser (paystream_ops.common)."""
-    from paystream_ops import dlq, gaps, replay
+    from paystream_ops import dlq, gaps, reconcile, replay
 
-    return [dlq, replay, gaps]
+    return [dlq, replay, gaps, reconcile]
 
 
 def parser() -> argparse.ArgumentParser:

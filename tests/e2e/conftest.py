@@ -52,6 +52,12 @@ def outputs(stack_state_dir) -> dict:
 
 
 @pytest.fixture(scope="session")
+def outputs_path(stack_state_dir) -> Path:
+    """The stack's outputs.json itself, for tools that read it (`paystream-ops --outputs PATH`)."""
+    return Path(os.environ["PAYSTREAM_E2E_OUTPUTS"]) if stack_state_dir is None else stack_state_dir / "outputs.json"
+
+
+@pytest.fixture(scope="session")
 def aws_client(outputs):
     import boto3
     from botocore.config import Config
