@@ -1,0 +1,166 @@
+"""`make bench` (cold start part, issue 8 item 3): every function's import and init time in a fresh process,
+as a ratio to `import boto3; boto3.client("dynamodb")` measured in the same run, and the package sizes.
+
+    python -m localdev.bench_cold_start [--own-stack | --state-dir .local] [--runs 11]   # bench/cold-start.json
+
+What one sample is: a fresh interpreter runs `import handler` from `lambdas/<function>/` with the core
+library on its path and the function's environment variables as Terraform set them on the local stack
+(GetFunctionConfiguration), calls going to the stack's emulator. That is what Lambda's init phase runs:
+module import, client construction, configuration parsing, and the reads some functions make at init (the
+fraud configuration from SSM, for example). Cases are interleaved run by run so a slow moment of a shared
+machine weighs on all alike; each figure is the median of `--runs`. Needs a running stack (`--state-dir`,
+default `.local`) or `--own-stack`.
+
+Package sizes: each function's code zip and each layer, zipped and unzipped, from `make package`'s output
+(`build/manifest.json` and the zips), built first when missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+BASELINE = "boto3_dynamodb"
+BASELINE_CODE = 'import boto3; boto3.client("dynamodb")'
+GOAL_RATIO = 1.5  # issue 8: every function's cold start ≤ 1.5× the boto3 baseline
+
+def function_names(project_root: Path = PROJECT_ROOT) -> list[str]:
+    return sorted(p.parent.name for p in (project_root / "lambdas").glob("*/handler.py"))
+
+
+def function_environments(outputs: dict) -> dict[str, dict[str, str]]:
+    """Each function's environment as Lambda gives it on the local stack: its configured variables, the
+    region, test credentials and the emulator as endpoint (what the local data plane sets too)."""
+    import boto3
+
+    lam = boto3.client("lambda", endpoint_url=outputs["aws_endpoint_url"], region_name=outputs["region"],
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    environments = {}
+    for key, name in sorted(outputs["function_names"].items()):
+        variables = lam.get_function_configuration(FunctionName=name).get("Environment", {}).get("Variables", {})
+        environments[key] = {**variables, "AWS_ENDPOINT_URL": outputs["aws_endpoint_url"],
+                             "AWS_REGION": outputs["region"], "AWS_DEFAULT_REGION": outputs["region"],
+                             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                             "AWS_LAMBDA_FUNCTION_NAME": name}
+    return environments
+
+
+def cases(environments: dict[str, dict[str, str]], project_root: Path = PROJECT_ROOT) -> dict[str, tuple]:
+    """Case name → (code a fresh interpreter runs, the directory put first on its path, extra environment)."""
+    baseline_env = {k: v for k, v in next(iter(environments.values()), {}).items()
+                    if k.startswith("AWS_") and k != "AWS_LAMBDA_FUNCTION_NAME"}
+    found: dict[str, tuple] = {BASELINE: (BASELINE_CODE, None, baseline_env)}
+    for name in function_names(project_root):
+        if name not in environments:
+            raise KeyError(f"the stack has no function {name} (function_names in its outputs)")
+        found[name] = ("import handler", project_root / "lambdas" / name, environments[name])
+    return found
+
+
+def import_seconds(code: str, directory: Path | None, extra_env: dict[str, str],
+                   project_root: Path = PROJECT_ROOT) -> float:
+    """Seconds a fresh interpreter spends running `code` (the interpreter's own start-up excluded)."""
+    path = [str(directory)] if directory else []
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}, **extra_env,
+           "PYTHONPATH": os.pathsep.join([*path, str(project_root / "layers" / "core" / "python")])}
+    script = f"import time; t = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                            cwd=directory or project_root, timeout=120)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{directory.name if directory else BASELINE}: import failed: {last}")
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def cold_start(environments: dict[str, dict[str, str]], runs: int, project_root: Path = PROJECT_ROOT,
+               measure=import_seconds) -> dict:
+    """Median seconds and ratio to the baseline per function, cases interleaved run by run."""
+    measured = cases(environments, project_root)
+    samples: dict[str, list[float]] = {name: [] for name in measured}
+    for _ in range(runs):
+        for name, (code, directory, extra_env) in measured.items():
+            samples[name].append(measure(code, directory, extra_env, project_root))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    baseline = medians.pop(BASELINE)
+    return {
+        "baseline": {"code": BASELINE_CODE, "seconds": round(baseline, 4)},
+        "functions": {name: {"seconds": round(seconds, 4), "ratio": round(seconds / baseline, 2),
+                             "within_goal": seconds / baseline <= GOAL_RATIO}
+                      for name, seconds in sorted(medians.items())},
+        "runs": runs,
+    }
+
+
+def unzipped_bytes(path: Path) -> int:
+    with zipfile.ZipFile(path) as archive:
+        return sum(info.file_size for info in archive.infolist())
+
+
+def package_sizes(build_dir: Path) -> dict:
+    """Zipped and unzipped bytes of every function zip and layer under `build_dir` (make package's output)."""
+    sizes: dict[str, dict] = {"functions": {}, "layers": {}}
+    for kind in ("functions", "layers"):
+        for path in sorted((build_dir / kind).glob("*.zip")):
+            sizes[kind][path.stem] = {"zip_bytes": path.stat().st_size, "unzipped_bytes": unzipped_bytes(path)}
+    return sizes
+
+
+def measure(outputs: dict, runs: int, build_dir: Path) -> dict:
+    if not (build_dir / "manifest.json").exists():
+        subprocess.run([sys.executable, "-m", "localdev", "package", "--out", str(build_dir)], check=True,
+                       cwd=PROJECT_ROOT)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=PROJECT_ROOT).stdout.strip()
+    return {
+        "cold_start": cold_start(function_environments(outputs), runs),
+        "goal_ratio": GOAL_RATIO,
+        "package_sizes": package_sizes(build_dir),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "commit": commit,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m localdev.bench_cold_start", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".local")
+    parser.add_argument("--own-stack", action="store_true", help="start a stack on free ports and stop it afterwards")
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--build", type=Path, default=PROJECT_ROOT / "build")
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "cold-start.json")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="paystream-bench-cold-") as tmp:
+        state_dir = Path(tmp) / "stack" if args.own_stack else args.state_dir
+        if args.own_stack:
+            up = subprocess.run([sys.executable, "-m", "localdev", "up", "--state-dir", str(state_dir), "--ports", "auto"],
+                                cwd=PROJECT_ROOT, capture_output=True, text=True)
+            if up.returncode != 0:
+                print(f"bench_cold_start: local-up failed: {up.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                return 1
+        try:
+            outputs_path = state_dir / "outputs.json"
+            if not outputs_path.is_file():
+                print(f"bench_cold_start: no stack at {state_dir}: run make local-up or pass --own-stack",
+                      file=sys.stderr)
+                return 1
+            results = measure(json.loads(outputs_path.read_text()), args.runs, args.build)
+        finally:
+            if args.own_stack:
+                subprocess.run([sys.executable, "-m", "localdev", "down", "--state-dir", str(state_dir)],
+                               cwd=PROJECT_ROOT, capture_output=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results["cold_start"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
