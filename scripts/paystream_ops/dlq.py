@@ -435,24 +435,31 @@ def _manual(sqs: Any, queue: DeadLetterQueue, send: Callable[[list[dict]], set[s
     """Receive, send, and delete only what was sent: an interruption leaves every message in the DLQ or
     delivered (a message sent but not yet deleted is delivered again by a re-run: at least once)."""
     moved, kept = 0, []
+    # Received but neither deleted nor in `kept` yet. Whatever stops the loop (a failed call, Ctrl-C) releases
+    # them too: left invisible for READ_VISIBILITY_SECONDS they would be missed by a re-run, which would then
+    # report success while they come back to the DLQ a minute later.
+    in_hand: list[dict] = []
     pacer = _Pacer(rate)
     bar, task = progress(total, f"redriving {queue.name}")
     try:
         with bar:
             # Smaller batches keep a low rate smooth.
             for batch in receive_batches(sqs, queue.url, limit, batch_size=max(1, min(10, int(rate or 10)))):
+                in_hand = list(batch)
                 try:
                     sent = send(batch)
                 except (BotoCoreError, ClientError) as exc:
-                    kept.extend(batch)
                     raise OperationFailed(f"sending failed after {moved} message(s) moved ({exc}); nothing was "
                                           "deleted that was not sent: run the redrive again", moved) from None
-                kept.extend(m for m in batch if m["MessageId"] not in sent)
                 done = [m for m in batch if m["MessageId"] in sent]
                 for start in range(0, len(done), 10):
                     chunk = done[start:start + 10]
                     sqs.delete_message_batch(QueueUrl=queue.url, Entries=[
                         {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)])
+                    deleted = {m["MessageId"] for m in chunk}
+                    in_hand = [m for m in in_hand if m["MessageId"] not in deleted]
+                kept.extend(in_hand)  # the ones not sent
+                in_hand = []
                 moved += len(done)
                 bar.update(task, advance=len(batch))
                 pacer.done(len(done))
@@ -461,10 +468,11 @@ def _manual(sqs: Any, queue: DeadLetterQueue, send: Callable[[list[dict]], set[s
                                           f"DLQ ({moved} moved); see `dlq peek {queue.key}`, then run the redrive "
                                           "again", moved)
     finally:
+        left = kept + in_hand
         try:  # what was not moved is visible again at once, for a re-run
-            release(sqs, queue.url, kept)
+            release(sqs, queue.url, left)
         except (BotoCoreError, ClientError) as exc:
-            print(f"warning: {len(kept)} message(s) stay invisible for up to {READ_VISIBILITY_SECONDS} s ({exc})",
+            print(f"warning: {len(left)} message(s) stay invisible for up to {READ_VISIBILITY_SECONDS} s ({exc})",
                   file=sys.stderr)
     return moved, len(kept)
 

@@ -243,6 +243,56 @@ def test_redrive_moves_every_message_once_deleting_only_after_the_send_and_a_rer
     assert sum(p["Sum"] for p in points) == 25
 
 
+class Interrupting(Recording):
+    """Ctrl-C (KeyboardInterrupt) inside the Nth call of `operation`: the batch it holds is in hand."""
+
+    def __init__(self, client, operation: str, call: int):
+        super().__init__(client)
+        self.operation, self.call, self.calls = operation, call, 0
+
+    def _maybe_interrupt(self, operation: str) -> None:
+        if operation == self.operation:
+            self.calls += 1
+            if self.calls == self.call:
+                raise KeyboardInterrupt
+
+    def send_message_batch(self, **kw):
+        self._maybe_interrupt("send")
+        return super().send_message_batch(**kw)
+
+    def delete_message_batch(self, QueueUrl, Entries):
+        self._maybe_interrupt("delete")
+        return super().delete_message_batch(QueueUrl=QueueUrl, Entries=Entries)
+
+
+@pytest.mark.parametrize("operation", ["send", "delete"])
+def test_an_interrupted_redrive_leaves_the_batch_in_hand_visible_so_a_rerun_finishes(stack, monkeypatch, capsys,
+                                                                                    operation):
+    # Found by the e2e drill (tests/e2e/test_ops_dlq_drill.py): Ctrl-C while a received batch was being sent
+    # left it invisible for the read visibility (60 s), so the re-run missed it, exited 0, and the messages
+    # reappeared in the DLQ a minute later.
+    sqs = stack["sqs"]
+    bodies = {json.dumps(event(n)) for n in range(25)}
+    for body in bodies:
+        sqs.send_message(QueueUrl=stack["process_dlq"], MessageBody=body)
+    use_sqs(monkeypatch, Interrupting(sqs, operation, call=2))  # the second batch of ten is in hand
+
+    assert run(stack, "redrive", "process-payment", "--yes") == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "paystream-ops dlq redrive: interrupted; run it again to finish (see its --help for what an interruption "
+        "leaves)")
+    assert depth(sqs, stack["process_dlq"]) == (15, 0)  # nothing left invisible: a re-run sees all of it
+
+    use_sqs(monkeypatch, sqs)
+    assert run(stack, "redrive", "process-payment", "--yes") == 0
+    assert "15 message(s) redriven" in capsys.readouterr().out
+    assert depth(sqs, stack["process_dlq"]) == (0, 0)
+    delivered = [m["Body"] for m in drain(sqs, stack["process"])]
+    assert set(delivered) == bodies  # nothing lost
+    # Interrupted before its delete, a sent batch is sent again by the re-run (at least once, as documented).
+    assert len(delivered) == (25 if operation == "send" else 35)
+
+
 def test_redrive_max_and_dry_run(stack, capsys):
     sqs = stack["sqs"]
     for n in range(5):
