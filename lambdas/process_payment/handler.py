@@ -60,6 +60,14 @@ def process_record(record: SQSRecord) -> None:
         logger.info("no payment matches the Stripe event yet; delivering it again", extra={"reason": str(exc)})
         metrics.add_metric(name="WebhooksAwaitingPayment", unit=MetricUnit.Count, value=1)
         raise
+    except Exception:
+        # Anything else (a missing table after a bad deploy, throttling that outlasted the SDK's retries, a bug):
+        # the batch processor would only count it; say which event failed and why, so the DLQ runbook's
+        # "read the consumer's log for the event id" finds it.
+        logger.exception("Stripe event not processed: it is retried and lands in the DLQ after the queue's "
+                         "maxReceiveCount", extra={"message_id": record.message_id, "receive_count": receive_count})
+        metrics.add_metric(name="WebhooksFailed", unit=MetricUnit.Count, value=1)
+        raise
     if outcome.transaction_id:
         logger.append_keys(transaction_id=outcome.transaction_id)
         logger.set_correlation_id(outcome.transaction_id)  # the payment's id correlates every log line

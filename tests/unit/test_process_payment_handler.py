@@ -160,3 +160,19 @@ def test_a_charge_event_racing_the_link_is_matched_on_a_later_delivery(stack):
     append_event(store, projection, "payment.succeeded", {"payment_intent_id": "pi_1"})
     assert stack["handler"].handler({"Records": [record(body, "m-1", 2)]}, Context()) == {"batchItemFailures": []}
     assert store.get_projection("tx-1").status == "disputed"
+
+
+def test_a_record_that_fails_for_any_other_reason_is_logged_with_its_event_id_and_counted(stack, capsys):
+    # A bad deploy: the function points at a table that does not exist (the DLQ drill's fault).
+    stack["ddb"].delete_table(TableName="transactions")
+    log_lines = io.StringIO()
+    stack["handler"].logger.registered_handler.setStream(log_lines)
+    capsys.readouterr()
+    result = stack["handler"].handler({"Records": [record(succeeded("evt_9"), "m-9", receive_count=2)]}, Context())
+    assert [f["itemIdentifier"] for f in result["batchItemFailures"]] == ["m-9"]
+    assert emf_counts(capsys.readouterr().out)["WebhooksFailed"] == 1
+    [failed] = [json.loads(line) for line in log_lines.getvalue().splitlines()
+                if json.loads(line)["message"].startswith("Stripe event not processed")]
+    assert (failed["level"], failed["stripe_event_id"], failed["message_id"], failed["receive_count"]) == (
+        "ERROR", "evt_9", "m-9", 2)
+    assert "ResourceNotFoundException" in failed["exception"]
