@@ -13,9 +13,10 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.fraud_profiles import FraudConfigSource
 from paystream.adapters.wiring import fraud_review_service
 from paystream.config import Settings
@@ -24,8 +25,6 @@ from paystream.review import Thresholds
 logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
-# A batch where every record fails (e.g. one unusable message) is reported like any partial failure.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("stripe_api_key_secret_id", "fraud_config_parameter"))
 config_source = FraudConfigSource(settings.fraud_config_parameter, max_age=settings.fraud_config_cache_seconds,
                                   on_invalid=lambda message: logger.error(message))
@@ -34,6 +33,11 @@ config_source.load()
 
 class UnusableCaptureMessage(ValueError):
     """Not a bus event naming a payment (it will end in the DLQ)."""
+
+
+# A batch where every record fails (e.g. one unusable message) is reported like any partial failure.
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(UnusableCaptureMessage,),
+                                   raise_on_entire_batch_failure=False)
 
 
 def transaction_id_of(body: str) -> str:

@@ -15,10 +15,11 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.fraud_profiles import FraudConfigSource
 from paystream.adapters.notification_topics import SnsTopicPublisher
 from paystream.adapters.wiring import LazyClient, dynamodb_client, fraud_review_service
@@ -29,7 +30,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # A batch where every record fails (e.g. one unusable message) is reported like any partial failure.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(InvalidFraudEvent,),
+                                   raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("idempotency_table", "stripe_api_key_secret_id", "fraud_alerts_topic_arn",
                                       "fraud_config_parameter"))
 config_source = FraudConfigSource(settings.fraud_config_parameter, max_age=settings.fraud_config_cache_seconds,

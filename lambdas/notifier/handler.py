@@ -14,17 +14,18 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.wiring import dynamodb_client, notification_service
 from paystream.config import Settings
 from paystream.notifications import NOTIFICATIONS_TOPIC, Delivery, InvalidNotificationMessage, NotificationService
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
-processor = BatchProcessor(event_type=EventType.SQS)
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(InvalidNotificationMessage,))
 settings = Settings.from_env(require=("idempotency_table", "notifications_topic_arn", "ops_alerts_topic_arn"))
 # Redeliveries come within the queue's retention (4 days) and relay retries within minutes.
 IDEMPOTENCY_EXPIRY_SECONDS = 7 * 24 * 3600

@@ -18,10 +18,11 @@ import os
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.wiring import dynamodb_client, retry_service
 from paystream.config import Settings
 from paystream.payments import ProviderUnavailable
@@ -30,7 +31,8 @@ from paystream.retries import FailedAttempt, InvalidRetryMessage, NotDueYet, Ret
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # Every record waiting (not due, breaker open) is a normal answer here, reported like any partial failure.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(InvalidRetryMessage, NotDueYet, ProviderUnavailable),
+                                   raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("idempotency_table", "stripe_api_key_secret_id", "payment_retry_queue_url"))
 sqs = boto3.client("sqs")
 idempotency_config = IdempotencyConfig(event_key_jmespath="[transaction_id, attempt]", expires_after_seconds=24 * 3600)

@@ -14,9 +14,10 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.wiring import LazyClient, stripe_event_processor
 from paystream.config import Settings
 from paystream.processing import (
@@ -31,7 +32,8 @@ from paystream.processing import (
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # A whole batch failing (nothing matched yet) is reported like any partial failure.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(MalformedStripeEvent, PaymentNotYetKnown),
+                                   raise_on_entire_batch_failure=False)
 settings = Settings.from_env()
 sqs = LazyClient("sqs")
 RECORD_KEYS = ["stripe_event_id", "stripe_event_type", "transaction_id"]
@@ -59,14 +61,6 @@ def process_record(record: SQSRecord) -> None:
         _deliver_again_soon(record, receive_count)
         logger.info("no payment matches the Stripe event yet; delivering it again", extra={"reason": str(exc)})
         metrics.add_metric(name="WebhooksAwaitingPayment", unit=MetricUnit.Count, value=1)
-        raise
-    except Exception:
-        # Anything else (a missing table after a bad deploy, throttling that outlasted the SDK's retries, a bug):
-        # the batch processor would only count it; say which event failed and why, so the DLQ runbook's
-        # "read the consumer's log for the event id" finds it.
-        logger.exception("Stripe event not processed: it is retried and lands in the DLQ after the queue's "
-                         "maxReceiveCount", extra={"message_id": record.message_id, "receive_count": receive_count})
-        metrics.add_metric(name="WebhooksFailed", unit=MetricUnit.Count, value=1)
         raise
     if outcome.transaction_id:
         logger.append_keys(transaction_id=outcome.transaction_id)

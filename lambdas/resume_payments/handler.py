@@ -14,9 +14,10 @@ import os
 import boto3
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
+from paystream.adapters.batch import ConsumerBatchProcessor
 from paystream.adapters.wiring import payment_service
 from paystream.config import Settings
 from paystream.payments import PaymentService, ProviderUnavailable
@@ -25,7 +26,8 @@ logger = Logger()
 tracer = Tracer()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # All records failing (breaker open) is a normal answer here, reported like any partial failure.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(ProviderUnavailable,),
+                                   raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("stripe_api_key_secret_id", "parked_queue_url"))
 sqs = boto3.client("sqs")
 BACKOFF_BASE_SECONDS = int(os.environ.get("RESUME_BACKOFF_BASE_SECONDS", "5"))
