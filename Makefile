@@ -84,12 +84,13 @@ docs: $(STAMP) ## regenerate module READMEs' input/output tables
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen
 
-bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks, fraud (records/s per batch, DynamoDB requests per record, POST to fraud.scored), every function's cold start vs boto3 and package sizes
+bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks, fraud (records/s per batch, DynamoDB requests per record, POST to fraud.scored), every function's cold start vs boto3 and package sizes, paystream-ops rebuild (events/s)
 	$(PY) -m localdev bench
 	$(PY) -m localdev.bench_payments
 	$(PY) -m localdev.bench_webhooks --own-stack
 	$(PY) -m localdev.bench_fraud --own-stack
 	$(PY) -m localdev.bench_cold_start --own-stack
+	$(PY) -m localdev.bench_rebuild --own-stack
 
 clean: ## remove build outputs and local state (stops the stack first)
 	-$(PY) -m localdev down

@@ -49,9 +49,9 @@ class _Parser(argparse.ArgumentParser):
 
 def command_modules() -> list:
     """Each command's module, in `--help` order; each adds its parser (paystream_ops.common)."""
-    from paystream_ops import dlq, gaps, reconcile, replay
+    from paystream_ops import dlq, gaps, rebuild, reconcile, replay
 
-    return [dlq, replay, gaps, reconcile]
+    return [dlq, replay, gaps, rebuild, reconcile]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -280,3 +280,39 @@ def test_other_table_failures_are_not_reported_as_conflicts(client):
     assert not isinstance(info.value, ConcurrentAppendError)
     with pytest.raises(EventStoreError):
         missing.load("tx-1")
+
+
+def test_replace_projection_catches_a_projection_up_but_never_over_a_newer_one(store, client):
+    p1 = new_payment(store)
+    e2, p2 = advance(p1, "payment.processing")
+    e3, p3 = advance(p2, "payment.succeeded")
+    store.append("tx-1", 1, [e2], p2)
+    client.put_item(TableName=TABLE, Item=serialize({**deserialize(client.get_item(  # left behind at sequence 1
+        TableName=TABLE, Key={"pk": {"S": "TXN#tx-1"}, "sk": {"S": "PROJECTION"}})["Item"]), "last_sequence": 1}))
+    with pytest.raises(ValueError, match="last_sequence"):
+        store.append("tx-1", 1, [], p2)  # append's own check refuses a projection ahead of the guard
+    with pytest.raises(ConcurrentAppendError):
+        store.replace_projection("tx-1", 2, p2)  # not where it was read
+    store.replace_projection("tx-1", 1, p2)
+    assert store.get_projection("tx-1") == p2
+    store.append("tx-1", 2, [e3], p3)  # the next writer continues from the caught-up projection
+    with pytest.raises(ConcurrentAppendError):
+        store.replace_projection("tx-1", 2, p2)  # a rebuild read before e3 never overwrites it
+    assert store.get_projection("tx-1") == p3
+    client.calls.clear()
+    with pytest.raises(ValueError, match="never moves a payment back"):
+        store.replace_projection("tx-1", 3, p2)
+    with pytest.raises(ValueError, match="passed for"):
+        store.replace_projection("tx-2", 3, p3)
+    assert client.calls == []
+
+
+def test_replace_projection_of_a_payment_without_one_only_while_it_has_none(store, client):
+    p1 = new_payment(store)
+    client.delete_item(TableName=TABLE, Key={"pk": {"S": "TXN#tx-1"}, "sk": {"S": "PROJECTION"}})
+    store.replace_projection("tx-1", None, p1)
+    assert store.get_projection("tx-1") == p1
+    with pytest.raises(ConcurrentAppendError):
+        store.replace_projection("tx-1", None, p1)
+    item = deserialize(client.get_item(TableName=TABLE, Key={"pk": {"S": "TXN#tx-1"}, "sk": {"S": "PROJECTION"}})["Item"])
+    assert item["status_pk"] == "STATUS#created" and item["item_type"] == "projection"  # the GSI keys with it

@@ -2,7 +2,7 @@ resource "aws_cloudwatch_metric_alarm" "dlq" {
   for_each = var.dead_letter_queues
 
   alarm_name          = "${var.name_prefix}-dlq-${each.key}"
-  alarm_description   = "Messages are waiting in the dead-letter queue ${each.value}: inspect and redrive them."
+  alarm_description   = "Messages are waiting in the dead-letter queue ${each.value}: inspect and redrive them. Runbook: docs/runbooks/dlq.md"
   namespace           = "AWS/SQS"
   metric_name         = "ApproximateNumberOfMessagesVisible"
   dimensions          = { QueueName = each.value }
@@ -24,7 +24,7 @@ resource "aws_cloudwatch_metric_alarm" "iterator_age" {
   for_each = var.iterator_age_alarms
 
   alarm_name          = "${var.name_prefix}-iterator-age-${each.key}"
-  alarm_description   = "${each.value.function_name} is more than ${each.value.threshold_seconds} s behind its stream: check its errors and throttles."
+  alarm_description   = "${each.value.function_name} is more than ${each.value.threshold_seconds} s behind its stream: check its errors and throttles. Runbook: docs/runbooks/iterator-age.md"
   namespace           = "AWS/Lambda"
   metric_name         = "IteratorAge"
   dimensions          = { FunctionName = each.value.function_name }
@@ -47,7 +47,7 @@ resource "aws_cloudwatch_metric_alarm" "breaker_open" {
   count = var.breaker_open_alarm == null ? 0 : 1
 
   alarm_name          = "${var.name_prefix}-stripe-breaker-open"
-  alarm_description   = "The Stripe circuit breaker opened: Stripe calls fail (connection errors, timeouts, 5xx), payments are parked and refunds answered 503 until a probe succeeds. Check Stripe's status and the functions' logs."
+  alarm_description   = "The Stripe circuit breaker opened: Stripe calls fail (connection errors, timeouts, 5xx), payments are parked and refunds answered 503 until a probe succeeds. Check Stripe's status and the functions' logs. Runbook: docs/runbooks/stripe-breaker-open.md"
   evaluation_periods  = 1
   comparison_operator = "GreaterThanThreshold"
   threshold           = 0

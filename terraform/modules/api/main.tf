@@ -388,7 +388,7 @@ resource "aws_cloudwatch_metric_alarm" "server_errors" {
   count = var.alarms_enabled ? 1 : 0
 
   alarm_name          = "${var.name}-api-5xx"
-  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) answered more than ${var.server_errors_alarm_threshold} request(s) with a 5xx in ${var.alarm_period_seconds} s: check the functions' errors and timeouts and the Stripe circuit breaker."
+  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) answered more than ${var.server_errors_alarm_threshold} request(s) with a 5xx in ${var.alarm_period_seconds} s: check the functions' errors and timeouts and the Stripe circuit breaker. Runbook: docs/runbooks/api-5xx.md"
   namespace           = "AWS/ApiGateway"
   metric_name         = "5XXError"
   dimensions          = { ApiName = aws_api_gateway_rest_api.this.name, Stage = aws_api_gateway_stage.this.stage_name }
@@ -417,7 +417,7 @@ resource "aws_cloudwatch_metric_alarm" "latency" {
   for_each = var.alarms_enabled ? var.latency_alarm_thresholds_ms : {}
 
   alarm_name          = "${var.name}-api-latency-${each.key}"
-  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) ${each.key} latency stayed above ${each.value} ms for ${var.latency_alarm_evaluation_periods} period(s) of ${var.alarm_period_seconds} s: check the functions' duration and Stripe's response times."
+  alarm_description   = "The ${var.name} API (stage ${var.stage_name}) ${each.key} latency stayed above ${each.value} ms for ${var.latency_alarm_evaluation_periods} period(s) of ${var.alarm_period_seconds} s: check the functions' duration and Stripe's response times. Runbook: docs/runbooks/api-latency.md"
   namespace           = "AWS/ApiGateway"
   metric_name         = "Latency"
   dimensions          = { ApiName = aws_api_gateway_rest_api.this.name, Stage = aws_api_gateway_stage.this.stage_name }

@@ -188,12 +188,12 @@ locals {
     errors = {
       metric_name = "Errors"
       threshold   = var.errors_alarm_threshold
-      description = "${var.function_name} failed more than ${var.errors_alarm_threshold} invocation(s) in ${var.alarm_period_seconds} s: read its logs (errors, timeouts) and its DLQ or on-failure destination."
+      description = "${var.function_name} failed more than ${var.errors_alarm_threshold} invocation(s) in ${var.alarm_period_seconds} s: read its logs (errors, timeouts) and its DLQ or on-failure destination. Runbook: docs/runbooks/function-errors.md"
     }
     throttles = {
       metric_name = "Throttles"
       threshold   = var.throttles_alarm_threshold
-      description = "${var.function_name} was throttled more than ${var.throttles_alarm_threshold} time(s) in ${var.alarm_period_seconds} s: check its reserved concurrency and the account's concurrency limit."
+      description = "${var.function_name} was throttled more than ${var.throttles_alarm_threshold} time(s) in ${var.alarm_period_seconds} s: check its reserved concurrency and the account's concurrency limit. Runbook: docs/runbooks/function-throttles.md"
     }
   } : {}
 }

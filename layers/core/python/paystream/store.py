@@ -135,9 +135,10 @@ class EventStore:
         """Append events after `expected_last_sequence` and replace the projection, in one round trip.
 
         With no events it only replaces the projection, still guarded by `expected_last_sequence`
-        (what a projection rebuild writes). `link_payment_intent`: a PaymentIntent id this write
-        records for the first time; the same transaction stores its link to the payment, so a
-        webhook that names only the PaymentIntent (charges, disputes) finds the payment."""
+        and at that same sequence (a rebuild that catches a projection up uses `replace_projection`).
+        `link_payment_intent`: a PaymentIntent id this write records for the first time; the same
+        transaction stores its link to the payment, so a webhook that names only the PaymentIntent
+        (charges, disputes) finds the payment."""
         if new_projection.transaction_id != transaction_id:
             raise ValueError(f"projection of {new_projection.transaction_id} passed for {transaction_id}")
         puts = append_puts(expected_last_sequence, events, new_projection)
@@ -159,6 +160,32 @@ class EventStore:
                     f"payment {transaction_id} is no longer at sequence {expected_last_sequence} (or does not exist)"
                 ),
             ) from exc
+
+    def replace_projection(self, transaction_id: str, expected_last_sequence: int | None,
+                           projection: Projection) -> None:
+        """Write a projection rebuilt from the stored events (paystream-ops rebuild), no event.
+
+        Guarded like `append`: only while the stored projection is still at `expected_last_sequence`
+        (None: only while the payment has no projection), else ConcurrentAppendError, so a payment that
+        got a new event since it was read is never overwritten with an older state. Unlike `append`,
+        the projection may end after `expected_last_sequence`: a projection left behind its events
+        catches up. It never ends before it (the events it would drop were read, or it is a bug)."""
+        if projection.transaction_id != transaction_id:
+            raise ValueError(f"projection of {projection.transaction_id} passed for {transaction_id}")
+        if expected_last_sequence is None:
+            put = ConditionalPut(projection_item(projection), "attribute_not_exists(pk)")
+        elif projection.last_sequence < expected_last_sequence:
+            raise ValueError(f"projection at last_sequence {projection.last_sequence} would replace one at "
+                             f"{expected_last_sequence}: a rebuild never moves a payment back")
+        else:
+            put = ConditionalPut(projection_item(projection), "last_sequence = :expected",
+                                 {":expected": expected_last_sequence})
+        try:
+            self._table.transact_put([put])
+        except TransactionCancelled as exc:
+            raise _cancelled(exc, ConcurrentAppendError(
+                f"payment {transaction_id} changed since it was read (projection no longer at "
+                f"{'none' if expected_last_sequence is None else expected_last_sequence})")) from exc
 
     def load(self, transaction_id: str) -> tuple[Projection, list[PaymentEvent]]:
         """The projection and all events (in sequence order) of a payment, with one consistent Query."""
