@@ -19,6 +19,7 @@ from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends
 from moto.dynamodb.responses import DynamoHandler
 from moto.dynamodbstreams.responses import DynamoDBStreamsHandler
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoResult
 from moto.events.models import Replay
 from moto.events.utils import EventTemplateParser
 from moto.kinesis.models import Stream
@@ -41,6 +42,9 @@ PATCHED_ATTRIBUTES = [
     (DynamoDBBackend, "transact_write_items"),
     (dynamodb_models, "copy"),
     (Replay, "replay_events"),
+    (DynamoResult, "execute_result"),
+    (Table, "all_items"),
+    (Table, "scan"),
 ]
 _MISSING = object()
 
@@ -409,3 +413,104 @@ def test_patched_replay_sends_only_the_window_to_the_chosen_rules_with_the_aws_e
                             Destination={"Arn": bus_arn})
         assert sorted(b["detail"]["at"] for b in _bodies(sqs, rules["second"][1])) == [1000, 5000]
         assert events.describe_archive(ArchiveName="all")["EventCount"] == 2
+
+
+# --- DynamoDB read responses -----------------------------------------------------------------------------
+
+
+def _reads(client) -> dict:
+    """The same reads, answered by whichever serializer is in place: their parsed results and content type."""
+    key = {"pk": {"S": "a"}, "sk": {"S": "1"}}
+    answers = {
+        "scan": client.scan(TableName="t"),
+        "scan_page": client.scan(TableName="t", Limit=1, Segment=0, TotalSegments=1),
+        "query": client.query(TableName="t", KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "a"}},
+                              ReturnConsumedCapacity="TOTAL"),
+        "get": client.get_item(TableName="t", Key=key, ConsistentRead=True),
+        "get_missing": client.get_item(TableName="t", Key={"pk": {"S": "none"}, "sk": {"S": "1"}}),
+        "batch": client.batch_get_item(RequestItems={"t": {"Keys": [key]}}),
+        "count": client.scan(TableName="t", Select="COUNT"),
+    }
+    for answer in answers.values():
+        metadata = answer.pop("ResponseMetadata")
+        answer["content-type"] = metadata["HTTPHeaders"]["content-type"]
+    return answers
+
+
+def test_patched_dynamodb_reads_answer_exactly_what_the_upstream_serializer_answers(patched):
+    with mock_aws():
+        client = _client("dynamodb")
+        client.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "S"}],
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+        every_type = {"s": {"S": "é <x> \"q\""}, "n": {"N": "-12.50"}, "b": {"B": b"\x00\xffbin"},
+                      "ss": {"SS": ["x", "y"]}, "ns": {"NS": ["1", "2.5"]}, "bs": {"BS": [b"\x01", b"\x02"]},
+                      "bool": {"BOOL": False}, "null": {"NULL": True},
+                      "m": {"M": {"nested": {"L": [{"S": "v"}, {"N": "3"}, {"B": b"\x07"}, {"M": {}}]}}}}
+        for pk, sk in (("a", "1"), ("a", "2"), ("b", "1")):
+            client.put_item(TableName="t", Item={"pk": {"S": pk}, "sk": {"S": sk}, **every_type})
+        fast = _reads(client)
+        fast_path = DynamoResult.__dict__["execute_result"]
+        del DynamoResult.execute_result  # moto's own serializer again, for the same reads
+        try:
+            assert _reads(client) == fast
+        finally:
+            DynamoResult.execute_result = fast_path
+        assert fast["get"]["Item"]["b"] == {"B": b"\x00\xffbin"} and "LastEvaluatedKey" in fast["scan_page"]
+        assert fast["get_missing"] == {"content-type": "application/x-amz-json-1.0"}
+
+
+def test_patched_table_items_keep_the_upstream_order(patched):
+    with mock_aws():
+        client = _client("dynamodb")
+        for name, range_type in (("strings", "S"), ("numbers", "N")):
+            client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                                AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                      {"AttributeName": "sk", "AttributeType": range_type}],
+                                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                           {"AttributeName": "sk", "KeyType": "RANGE"}])
+            for pk in ("b", "a", "TXN#9", "TXN#10", "é"):
+                for sk in ("10", "9", "-1.5", "100", "2e1"):
+                    client.put_item(TableName=name, Item={"pk": {"S": pk}, "sk": {range_type: sk}})
+            table = dynamodb_backends[ACCOUNT][REGION].get_table(name)
+            patched_order = [(i.hash_key.value, i.range_key.value) for i in table.all_items()]
+            upstream_order = [(i.hash_key.value, i.range_key.value) for i in patches.UPSTREAM["Table.all_items"](table)]
+            assert patched_order == upstream_order and len(patched_order) == 25
+            assert patched_order[0][0] == "TXN#10"  # text order, not numeric
+
+
+def test_patched_scan_pages_are_the_upstream_pages(patched):
+    def pages(client, **request) -> list:
+        found, request = [], {"TableName": "pages", **request}
+        while True:
+            page = client.scan(**request)
+            found.append((page["Count"], page["ScannedCount"], page.get("Items"), page.get("LastEvaluatedKey")))
+            if "LastEvaluatedKey" not in page:
+                return found
+            request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    with mock_aws():
+        client = _client("dynamodb")
+        client.create_table(TableName="pages", BillingMode="PAY_PER_REQUEST",
+                            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                                  {"AttributeName": "sk", "AttributeType": "N"}],
+                            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+        for n in range(60):
+            for sk in (3, 1, 20, 2):
+                client.put_item(TableName="pages", Item={"pk": {"S": f"TXN#{n}"}, "sk": {"N": str(sk)},
+                                                         "kind": {"S": "event" if sk != 20 else "projection"},
+                                                         "pad": {"S": "x" * (n * 500)}})  # pages of 1 MB too
+        requests = [{}, {"Limit": 7}, {"Segment": 1, "TotalSegments": 4, "Limit": 5},
+                    {"Segment": 3, "TotalSegments": 4}, {"FilterExpression": "kind = :k", "Limit": 9,
+                                                         "ExpressionAttributeValues": {":k": {"S": "event"}}}]
+        patched_pages = [pages(client, **request) for request in requests]
+        patched_functions = {name: Table.__dict__[name] for name in ("scan", "all_items")}
+        Table.scan, Table.all_items = patches.UPSTREAM["Table.scan"], patches.UPSTREAM["Table.all_items"]
+        try:
+            upstream_pages = [pages(client, **request) for request in requests]
+        finally:
+            Table.scan, Table.all_items = patched_functions["scan"], patched_functions["all_items"]
+        assert patched_pages == upstream_pages
+        assert len(patched_pages[0]) > 1 and len(patched_pages[1]) == 35  # paginated by size, then by Limit
+        assert sum(len(p[2]) for p in patched_pages[0]) == 240
