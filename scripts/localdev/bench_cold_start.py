@@ -1,15 +1,15 @@
 """`make bench` (cold start part, issue 8 item 3): every function's import and init time in a fresh process,
 as a ratio to `import boto3; boto3.client("dynamodb")` measured in the same run, and the package sizes.
 
-    python -m localdev.bench_cold_start [--own-stack | --state-dir .local] [--runs 11]   # bench/cold-start.json
+    python -m localdev.bench_cold_start [--own-stack | --outputs FILE] [--runs 11]   # bench/cold-start.json
 
 What one sample is: a fresh interpreter runs `import handler` from `lambdas/<function>/` with the core
 library on its path and the function's environment variables as Terraform set them on the local stack
 (GetFunctionConfiguration), calls going to the stack's emulator. That is what Lambda's init phase runs:
 module import, client construction, configuration parsing, and the reads some functions make at init (the
 fraud configuration from SSM, for example). Cases are interleaved run by run so a slow moment of a shared
-machine weighs on all alike; each figure is the median of `--runs`. Needs a running stack (`--state-dir`,
-default `.local`) or `--own-stack`.
+machine weighs on all alike; each figure is the median of `--runs`. Needs a running stack (`--outputs`,
+default `.local/outputs.json`) or `--own-stack`.
 
 Package sizes: each function's code zip and each layer, zipped and unzipped, from `make package`'s output
 (`build/manifest.json` and the zips), built first when missing.
@@ -24,9 +24,10 @@ import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+
+from localdev.bench_stack import DEFAULT_OUTPUTS, NoStack, bench_stack
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BASELINE = "boto3_dynamodb"
@@ -131,31 +132,19 @@ def measure(outputs: dict, runs: int, build_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.bench_cold_start", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".local")
+    parser.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
+                        help="the running stack's outputs.json (default .local/outputs.json)")
     parser.add_argument("--own-stack", action="store_true", help="start a stack on free ports and stop it afterwards")
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--build", type=Path, default=PROJECT_ROOT / "build")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "cold-start.json")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="paystream-bench-cold-") as tmp:
-        state_dir = Path(tmp) / "stack" if args.own_stack else args.state_dir
-        if args.own_stack:
-            up = subprocess.run([sys.executable, "-m", "localdev", "up", "--state-dir", str(state_dir), "--ports", "auto"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True)
-            if up.returncode != 0:
-                print(f"bench_cold_start: local-up failed: {up.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-                return 1
-        try:
-            outputs_path = state_dir / "outputs.json"
-            if not outputs_path.is_file():
-                print(f"bench_cold_start: no stack at {state_dir}: run make local-up or pass --own-stack",
-                      file=sys.stderr)
-                return 1
+    try:
+        with bench_stack("bench_cold_start", args.outputs, args.own_stack) as outputs_path:
             results = measure(json.loads(outputs_path.read_text()), args.runs, args.build)
-        finally:
-            if args.own_stack:
-                subprocess.run([sys.executable, "-m", "localdev", "down", "--state-dir", str(state_dir)],
-                               cwd=PROJECT_ROOT, capture_output=True)
+    except NoStack as exc:
+        print(exc, file=sys.stderr)
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results["cold_start"], indent=2))

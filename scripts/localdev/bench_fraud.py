@@ -35,13 +35,13 @@ import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from localdev.bench_stack import NoStack, bench_stack
 
 from localdev.bench_webhooks import Stack, _request, percentiles
 from localdev.stack import PROJECT_ROOT
@@ -448,19 +448,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "fraud.json")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="paystream-bench-fraud-") as tmp:
-        state_dir = Path(tmp) / "stack" if args.own_stack else args.state_dir
-        if args.own_stack:
-            up = subprocess.run([sys.executable, "-m", "localdev", "up", "--state-dir", str(state_dir), "--ports", "auto"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True)
-            if up.returncode != 0:
-                print(f"bench_fraud: local-up failed: {up.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-                return 1
-        try:
-            outputs_path = state_dir / "outputs.json"
-            if not outputs_path.is_file():
-                print(f"bench_fraud: no stack at {state_dir}: run make local-up or pass --own-stack", file=sys.stderr)
-                return 1
+    try:
+        with bench_stack("bench_fraud", args.state_dir / "outputs.json", args.own_stack) as outputs_path:
             stack = FraudStack(json.loads(outputs_path.read_text()))
             load_at_start = os.getloadavg()[0]
             # The end-to-end latency first, while the fraud stream carries nothing but these payments.
@@ -471,10 +460,9 @@ def main(argv: list[str] | None = None) -> int:
                        # The stack shares the machine's cores with whatever else runs: say how busy it was.
                        "load_average_1m": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2),
                                            "cpus": os.cpu_count()}}
-        finally:
-            if args.own_stack:
-                subprocess.run([sys.executable, "-m", "localdev", "down", "--state-dir", str(state_dir)],
-                               cwd=PROJECT_ROOT, capture_output=True)
+    except NoStack as exc:
+        print(exc, file=sys.stderr)
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -39,12 +39,13 @@ import platform
 import random
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
+
+from localdev.bench_stack import DEFAULT_OUTPUTS, NoStack, bench_stack
 from typing import Any
 
 from localdev.stack import PROJECT_ROOT
@@ -245,7 +246,7 @@ def _commit() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev.bench_rebuild", description=__doc__.splitlines()[0])
-    parser.add_argument("--outputs", type=Path, default=PROJECT_ROOT / ".local" / "outputs.json",
+    parser.add_argument("--outputs", type=Path, default=DEFAULT_OUTPUTS,
                         help="the running stack's outputs.json (default .local/outputs.json)")
     parser.add_argument("--own-stack", action="store_true", help="start a stack on free ports and stop it afterwards")
     parser.add_argument("--payments", type=int, default=2000, help="payments seeded (default 2,000)")
@@ -256,21 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "rebuild.json")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="paystream-bench-rebuild-") as tmp:
-        outputs_path = args.outputs
-        if args.own_stack:
-            state_dir = Path(tmp) / "stack"
-            up = subprocess.run([sys.executable, "-m", "localdev", "up", "--state-dir", str(state_dir), "--ports", "auto"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True)
-            if up.returncode != 0:
-                print(f"bench_rebuild: local-up failed: {up.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-                return 1
-            outputs_path = state_dir / "outputs.json"
-        try:
-            if not outputs_path.is_file():
-                print(f"bench_rebuild: no stack outputs at {outputs_path}: run make local-up, pass --outputs or "
-                      "--own-stack", file=sys.stderr)
-                return 1
+    try:
+        with bench_stack("bench_rebuild", args.outputs, args.own_stack) as outputs_path:
             outputs = json.loads(outputs_path.read_text())
             load_at_start = os.getloadavg()[0]
             seeded = seed(outputs, args.payments, args.corrupt, random.Random(args.seed))
@@ -279,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 if not args.keep:
                     delete(outputs, seeded["keys"])
-        finally:
-            if args.own_stack:
-                subprocess.run([sys.executable, "-m", "localdev", "down", "--state-dir", str(state_dir)],
-                               cwd=PROJECT_ROOT, capture_output=True)
+    except NoStack as exc:
+        print(exc, file=sys.stderr)
+        return 1
     results = {
         "machine": f"{platform.node()} {platform.machine()} {platform.python_version()}",
         "commit": _commit(),

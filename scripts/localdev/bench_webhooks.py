@@ -22,14 +22,14 @@ import argparse
 import json
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
+
+from localdev.bench_stack import NoStack, bench_stack
 
 from localdev.stack import PROJECT_ROOT
 
@@ -231,28 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "webhooks.json")
     args = parser.parse_args(argv)
 
-    with tempfile.TemporaryDirectory(prefix="paystream-bench-webhooks-") as tmp:
-        state_dir = Path(tmp) / "stack" if args.own_stack else args.state_dir
-        if args.own_stack:
-            up = subprocess.run([sys.executable, "-m", "localdev", "up", "--state-dir", str(state_dir), "--ports", "auto"],
-                                cwd=PROJECT_ROOT, capture_output=True, text=True)
-            if up.returncode != 0:
-                print(f"bench_webhooks: local-up failed: {up.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-                return 1
-        try:
-            outputs_path = state_dir / "outputs.json"
-            if not outputs_path.is_file():
-                print(f"bench_webhooks: no stack at {state_dir}: run make local-up or pass --own-stack", file=sys.stderr)
-                return 1
+    try:
+        with bench_stack("bench_webhooks", args.state_dir / "outputs.json", args.own_stack) as outputs_path:
             stack = Stack(json.loads(outputs_path.read_text()))
             results = {"machine": f"{platform.node()} {platform.machine()} {platform.python_version()}",
                        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                        "webhook_ms": measure_webhook_latency(stack, args.webhooks),
                        **measure_succeeded_path(stack, args.payments)}
-        finally:
-            if args.own_stack:
-                subprocess.run([sys.executable, "-m", "localdev", "down", "--state-dir", str(state_dir)],
-                               cwd=PROJECT_ROOT, capture_output=True)
+    except NoStack as exc:
+        print(exc, file=sys.stderr)
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
