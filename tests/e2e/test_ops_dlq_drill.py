@@ -145,7 +145,7 @@ def test_poison_webhooks_dead_lettered_then_redriven_after_the_fix_are_processed
         outputs, outputs_path, aws_client, stripe_client, subscribe_to_topic, payment_method):
     marks = {"start": time.monotonic()}
     sqs = aws_client("sqs")
-    dlq_url, source_url = outputs["dlq_urls"][DLQ], outputs["queue_urls"][DLQ]
+    dlq_url = outputs["dlq_urls"][DLQ]
     notifications = subscribe_to_topic("payment-notifications")
     deployment = Deployment(outputs, aws_client)
     table = deployment.original["TRANSACTIONS_TABLE"]
@@ -255,11 +255,12 @@ def test_poison_webhooks_dead_lettered_then_redriven_after_the_fix_are_processed
 
         eventually(lambda: {t for t, _ in refund_notifications()} == mine, "a refund notification for every payment",
                    timeout=60)
-        eventually(lambda: depth(sqs, outputs["queue_urls"]["notifications"]) == 0 and depth(sqs, source_url) == 0,
-                   "the notifier and process_payment to be idle", timeout=60)
-        time.sleep(2)  # anything the notifier still publishes arrives within moments
+        # A duplicate would come from a webhook delivered twice: processed within moments of the first, and
+        # its notification published moments later. (The queues are shared with the session's other tests,
+        # which may leave their own messages waiting in them: only this test's effects are counted.)
+        time.sleep(5)
         assert refund_notifications() == Counter(refund_event_ids.items())  # one each, about that very event
-        assert depth(sqs, dlq_url) == 0 and depth(sqs, source_url) == 0
+        assert depth(sqs, dlq_url) == 0  # nothing went back to the DLQ
         marks["verified"] = time.monotonic()
         times = list(marks.values())
         print("DLQ drill, seconds per phase: " + ", ".join(f"{name} {end - begin:.0f}" for name, begin, end in
