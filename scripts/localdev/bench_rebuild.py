@@ -7,7 +7,9 @@ valid history built with the core's state machine (`paystream.states.created_eve
 declined (processing, fraud.scored, failed) or held for review (processing, fraud.scored, review,
 reviewed, succeeded) — about 4.5 events per payment, the Stripe objects kept in the details as the platform
 keeps them (~1 KB of JSON). Then it corrupts some projections (a third each missing, behind by one event,
-different: status and amount), and times, in this process (no interpreter start-up):
+different: status and amount), waits until the stack's stream consumers have read past the seed's stream
+records (`settle`: they drop them, but reading ~20,000 records keeps the emulator busy for a minute), and
+times, in this process (no interpreter start-up):
 
 - `dry_run`: `paystream-ops rebuild --dry-run` over the whole table (Scan + fold + compare + report);
 - `apply`: `paystream-ops rebuild --yes` (Scan + fold + compare + guarded writes of the changed ones), and
@@ -45,8 +47,9 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 from pathlib import Path
 
-from localdev.bench_stack import DEFAULT_OUTPUTS, NoStack, bench_stack
 from typing import Any
+
+from localdev.bench_stack import DEFAULT_OUTPUTS, NoStack, bench_stack
 
 from localdev.stack import PROJECT_ROOT
 
@@ -173,6 +176,34 @@ def delete(outputs: dict, keys: list[tuple[str, str]]) -> None:
     _batch_write(client, table, [{"DeleteRequest": {"Key": {"pk": {"S": pk}, "sk": {"S": sk}}}} for pk, sk in keys])
 
 
+def stream_positions(dataplane_url: str) -> list:
+    """Every stream shard consumer's position in the local data plane (checkpoint and records buffered)."""
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"{dataplane_url}/_dataplane/status", timeout=30) as response:
+        mappings = json.loads(response.read())["mappings"]
+    return sorted((m.get("uuid"), s.get("shard_id"), s.get("checkpoint"), s.get("buffered"))
+                  for m in mappings for s in m.get("shards") or [])
+
+
+def settle(outputs: dict, quiet_seconds: float = 3.0, limit_seconds: float = 180.0) -> float:
+    """Wait until the stack's stream consumers have read past the seed's ~20,000 stream records (the relay's
+    filter drops them, but reading them keeps the emulator busy): no shard position moves for `quiet_seconds`.
+    Timing a rebuild while they drain measures the drain. Returns the seconds waited (0 without a local data
+    plane to ask)."""
+    if not outputs.get("dataplane_url"):
+        return 0.0
+    started = last_change = time.monotonic()
+    positions = stream_positions(outputs["dataplane_url"])
+    while time.monotonic() - last_change < quiet_seconds and time.monotonic() - started < limit_seconds:
+        time.sleep(0.5)
+        current = stream_positions(outputs["dataplane_url"])
+        if current != positions:
+            positions, last_change = current, time.monotonic()
+    return round(time.monotonic() - started, 1)
+
+
 def emulator_scan(outputs: dict) -> dict:
     """The emulator's own Scan rate over the same table (one segment, every attribute, no filter): the ceiling
     any whole-table read has here, beside what `Select=COUNT` costs (the same scan without returning items)."""
@@ -263,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             load_at_start = os.getloadavg()[0]
             seeded = seed(outputs, args.payments, args.corrupt, random.Random(args.seed))
             try:
+                seeded["settle_seconds"] = settle(outputs)
                 runs = {"emulator_scan": emulator_scan(outputs), **measure(outputs_path)}
             finally:
                 if not args.keep:
