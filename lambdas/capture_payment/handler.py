@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -23,7 +23,9 @@ from paystream.config import Settings
 from paystream.review import Thresholds
 
 logger = Logger()
-tracer = Tracer()
+# No Powertools Tracer: Lambda's active tracing records each invocation, and the X-Ray SDK the Tracer
+# loads (it builds two botocore X-Ray clients at import) costs about 0.5 of the cold-start yardstick
+# (docs/payments-core.md, "Observability and cold start").
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 settings = Settings.from_env(require=("stripe_api_key_secret_id", "fraud_config_parameter"))
 config_source = FraudConfigSource(settings.fraud_config_parameter, max_age=settings.fraud_config_cache_seconds,
@@ -69,7 +71,6 @@ def capture(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
     return process_partial_response(event=event, record_handler=capture, processor=processor, context=context)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -27,7 +27,9 @@ from paystream.config import Settings
 from paystream.review import FraudFlag, InvalidFraudEvent, Thresholds, alert
 
 logger = Logger()
-tracer = Tracer()
+# No Powertools Tracer: Lambda's active tracing records each invocation, and the X-Ray SDK the Tracer
+# loads (it builds two botocore X-Ray clients at import) costs about 0.5 of the cold-start yardstick
+# (docs/payments-core.md, "Observability and cold start").
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # A batch where every record fails (e.g. one unusable message) is reported like any partial failure.
 processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(InvalidFraudEvent,),
@@ -76,7 +78,6 @@ def review(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
     idempotency_config.register_lambda_context(context)

@@ -13,7 +13,7 @@ import base64
 import os
 from datetime import datetime, timezone
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import KinesisStreamRecord
@@ -24,7 +24,9 @@ from paystream.config import Settings
 from paystream.fraud import FraudConfig, FraudRecord, InMemoryIpCountries, RecordOutcome, score_batch
 
 logger = Logger()
-tracer = Tracer()
+# No Powertools Tracer: Lambda's active tracing records each invocation, and the X-Ray SDK the Tracer
+# loads (it builds two botocore X-Ray clients at import) costs about 0.5 of the cold-start yardstick
+# (docs/payments-core.md, "Observability and cold start").
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # Every record failing (e.g. a batch of one malformed record) is reported like any partial failure.
 processor = BatchProcessor(event_type=EventType.KinesisDataStreams, raise_on_entire_batch_failure=False)
@@ -60,7 +62,6 @@ def _decoded(record: dict) -> FraudRecord:
     return FraudRecord(record["kinesis"]["sequenceNumber"], data)
 
 
-@tracer.capture_method
 def score_records(event: dict) -> dict[str, RecordOutcome]:
     config = config_source.current()
     records = [_decoded(record) for record in event.get("Records") or []]
@@ -93,7 +94,6 @@ def report(outcome: RecordOutcome) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
     outcomes = score_records(event)

@@ -12,7 +12,7 @@ import json
 import os
 
 import boto3
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -23,7 +23,9 @@ from paystream.config import Settings
 from paystream.payments import PaymentService, ProviderUnavailable
 
 logger = Logger()
-tracer = Tracer()
+# No Powertools Tracer: Lambda's active tracing records each invocation, and the X-Ray SDK the Tracer
+# loads (it builds two botocore X-Ray clients at import) costs about 0.5 of the cold-start yardstick
+# (docs/payments-core.md, "Observability and cold start").
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 # All records failing (breaker open) is a normal answer here, reported like any partial failure.
 processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(ProviderUnavailable,),
@@ -44,7 +46,6 @@ def service() -> PaymentService:
     return payment_service(settings)
 
 
-@tracer.capture_method
 def resume(record: SQSRecord) -> None:
     transaction_id = json.loads(record.body)["transaction_id"]
     logger.append_keys(transaction_id=transaction_id)
@@ -63,7 +64,6 @@ def resume(record: SQSRecord) -> None:
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event, context):
     return process_partial_response(event=event, record_handler=resume, processor=processor, context=context)
