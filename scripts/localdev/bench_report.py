@@ -89,12 +89,18 @@ def _need(data: dict[str, Any], key: str, source: str) -> Any:
 
 
 def latency_samples(bench_dir: Path, load: dict[str, Any]) -> dict[str, list[float]]:
-    """The load run's raw latencies in ms: `post_ms` (POST /payments) and `terminal_ms` (POST to a terminal state)."""
-    samples = load.get("samples")
-    if samples is None and (bench_dir / "load-samples.json").is_file():
-        samples = _read(bench_dir / "load-samples.json")
-    samples = samples or {}
-    return {key: [float(v) for v in samples.get(key, [])] for key in ("post_ms", "terminal_ms")}
+    """The load run's raw latencies in ms, from bench_load's samples file (`samples` in load.json, default
+    load-samples.json): `post_ms` (every POST /payments) and `terminal_ms` (POST to a terminal state)."""
+    path = bench_dir / Path(load.get("samples") or "load-samples.json").name
+    if not path.is_file():
+        return {"post_ms": [], "terminal_ms": []}
+    samples = _read(path)
+    post = samples.get("post") or {}
+    column = (post.get("columns") or []).index("ms") if "ms" in (post.get("columns") or []) else None
+    return {
+        "post_ms": [float(row[column]) for row in post.get("rows", [])] if column is not None else [],
+        "terminal_ms": [float(v) for v in samples.get("terminal_ms", [])],
+    }
 
 
 def results(inputs: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -28,7 +28,13 @@ def bench_dir(tmp_path):
     _write(tmp_path, "load.json", {
         "throughput_per_s": 12.3, "p50_ms": 120.0, "p95_ms": 410.0, "p99_ms": 700.0, "terminal_p95_ms": 2300.0,
         "lost": 0, "duplicated": 0, "clients": 20, "duration_s": 60, "accepted": 738,
-        "samples": {"post_ms": [100.0, 120.0, 410.0, 95.0], "terminal_ms": [2000.0, 2300.0, 1900.0, 2100.0]},
+        "samples": "bench/load-samples.json",
+    })
+    # bench_load's samples file: every POST (seconds since start, ms, status) and every POST → terminal ms.
+    _write(tmp_path, "load-samples.json", {
+        "post": {"columns": ["seconds_since_start", "ms", "status"],
+                 "rows": [[0.1, 100.0, 201], [0.2, 120.0, 201], [0.3, 410.0, 202], [0.4, 95.0, 201]]},
+        "terminal_ms": [2000.0, 2300.0, 1900.0, 2100.0],
     })
     return tmp_path
 
@@ -77,6 +83,12 @@ def test_plots_are_png_files_linked_from_the_markdown(bench_dir):
     for name in ("load-latency.png", "cold-start.png"):
         assert (bench_dir / name).read_bytes()[:8] == PNG_MAGIC
         assert f"]({name})" in (bench_dir / "RESULTS.md").read_text()
+
+
+def test_the_samples_file_gives_the_plotted_latencies(bench_dir):
+    inputs = bench_report.load_inputs(bench_dir)
+    assert bench_report.latency_samples(bench_dir, inputs["load"]) == {
+        "post_ms": [100.0, 120.0, 410.0, 95.0], "terminal_ms": [2000.0, 2300.0, 1900.0, 2100.0]}
 
 
 def test_a_missing_module_file_is_one_line_naming_its_command(bench_dir, capsys):
