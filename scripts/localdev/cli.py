@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("localdev.emulator", "run the embedded AWS emulator (patched moto server)"),
     "stripe": ("localdev.stripe_server", "run localstripe without disk persistence"),
     "dataplane": ("localdev.dataplane.server", "run the local Lambda data plane"),
+    "stripe-restart": ("localdev.stripe_faults", "stop localstripe, keep it down (--down-for 10), start it again with its state"),
     "stripe-listen": ("localdev.stripe_listen", "forward real Stripe test-mode webhooks to the local API"),
     "bench": ("localdev.bench_local", "measure local-up time, data plane overhead and SQS latency"),
     "tfdocs": ("localdev.tfdocs", "regenerate the Inputs/Outputs tables of terraform/modules/*/README.md (--check: exit 1 if stale)"),

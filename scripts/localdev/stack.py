@@ -95,6 +95,8 @@ class Paths:
         self.stack = self.state / "stack.json"
         self.outputs = self.state / "outputs.json"
         self.webhook_secret = self.state / "webhook_secret"
+        # localstripe's state while it is stopped (localdev.stripe_faults): written on stop, read back on start.
+        self.stripe_state = self.state / "stripe-state.pickle"
         self.tf = self.state / "tf"
         self.build = PROJECT_ROOT / "build"
 
@@ -296,16 +298,18 @@ def up(state_dir: Path, backend: str = "embedded", ports_mode: str = "default", 
         say(f"starting the AWS emulator on 127.0.0.1:{state.ports['aws']}")
         _start_component(state, paths, "emulator", ["aws"], ["--host", "127.0.0.1", "--port", str(state.ports["aws"])], 30)
     instance_id = _emulator_health(state.ports)["instance_id"]
-    if instance_id != state.emulator_instance_id:
+    fresh_emulator = instance_id != state.emulator_instance_id
+    if fresh_emulator:
         # The emulator keeps everything in memory: Terraform state from an earlier emulator is stale.
         _remove_terraform_state(paths)
         state.emulator_instance_id = instance_id
     state.save(paths.stack)
 
-    # 2. Stripe (localstripe)
+    # 2. Stripe (localstripe). Restarted under a running platform (it was stopped or crashed), it comes back
+    # with the state it saved when it stopped, as Stripe does after an outage; a new platform gets a new one.
     if not _component_ok(state, "stripe"):
         say(f"starting localstripe on 127.0.0.1:{state.ports['stripe']}")
-        _start_component(state, paths, "stripe", ["stripe"], ["--host", "127.0.0.1", "--port", str(state.ports["stripe"])], 30)
+        start_stripe_component(state, paths, restore=not fresh_emulator)
 
     # 3. Package and apply
     aws_endpoint = f"http://127.0.0.1:{state.ports['aws']}"
@@ -359,6 +363,15 @@ def _start_component(state: StackState, paths: Paths, name: str, ports: list[str
     state.pids[name] = pid
     state.save(paths.stack)  # recorded before waiting, so `down` can stop it even if start-up fails
     _wait_until(lambda: HEALTH[name](state.ports), name, timeout, pid, log)
+
+
+def start_stripe_component(state: StackState, paths: Paths, restore: bool, timeout: float = 30) -> None:
+    """Start localstripe on the stack's port, saving its state to paths.stripe_state when it is stopped;
+    `restore`: start from the state saved there by the last stop (if any)."""
+    if not restore:
+        paths.stripe_state.unlink(missing_ok=True)  # an earlier platform's Stripe: never to be restored later
+    args = ["--host", "127.0.0.1", "--port", str(state.ports["stripe"]), "--state-file", str(paths.stripe_state)]
+    _start_component(state, paths, "stripe", ["stripe"], args + (["--restore"] if restore else []), timeout)
 
 
 CAPTURE_MODE_ENV = "CAPTURE_MODE"
@@ -510,7 +523,7 @@ def down(state_dir: Path, quiet: bool = False) -> int:
             if not quiet:
                 print(f"local-down: stopped {name} (pid {pid})")
     _remove_terraform_state(paths)  # the emulator's memory is gone with it
-    for f in (paths.stack, paths.outputs):
+    for f in (paths.stack, paths.outputs, paths.stripe_state):
         f.unlink(missing_ok=True)
     return 0
 

@@ -1,4 +1,5 @@
-"""`python -m localdev stripe [--host 127.0.0.1] [--port 8420]` — localstripe without disk persistence.
+"""`python -m localdev stripe [--host 127.0.0.1] [--port 8420] [--state-file F [--restore]]` — localstripe
+without disk persistence (its state survives a stop and restart only through --state-file, see `save_state`).
 
 localstripe 1.15.10 pickles its whole state to the hard-coded /tmp/localstripe.pickle on every write
 and reloads it at start: writes get slower as state grows, two instances clobber each other and one
@@ -7,6 +8,7 @@ process only) and adds a health route for whoever starts it:
 
     GET /_localdev/health -> 200 {"status": "ok", "instance_id": "<uuid of this process>", "persistence": false}
     GET /_localdev/webhooks -> 200 {"webhooks": {name: {"url", "events"}}} (the registered endpoints, no secrets)
+    POST|GET|DELETE /_localdev/webhook-chaos: duplicate and shuffled webhook deliveries (fault injection)
 
 It needs no API key (localstripe's own routes do). It also records whether each event's webhook delivery
 succeeded and lists events by `delivery_success` and PaymentIntents by `created`, as Stripe does (see
@@ -21,6 +23,7 @@ import json
 import logging
 import socket
 import sys
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -51,7 +54,9 @@ async def _health(request, handler):
 
     if request.path == HEALTH_PATH:
         return web.json_response({"status": "ok", "instance_id": INSTANCE_ID, "persistence": False,
-                                  "outage": _OUTAGE["down"]})
+                                  "outage": _OUTAGE["down"], "restored_objects": _RESTORED["objects"]})
+    if request.path == WEBHOOK_CHAOS_PATH:
+        return await _webhook_chaos_route(request)
     if request.path == WEBHOOKS_PATH and request.method == "GET":
         return web.json_response({"webhooks": registered_webhooks()})
     if request.path == OUTAGE_PATH and request.method == "POST":
@@ -249,7 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m localdev stripe", description="run localstripe without disk persistence")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--state-file", help="save the Stripe state here when stopped (a restart can restore it)")
+    parser.add_argument("--restore", action="store_true", help="start from --state-file's saved state (then delete it)")
     args = parser.parse_args(argv)
+    if args.restore and not args.state_file:
+        print("stripe: --restore needs --state-file", file=sys.stderr)
+        return 2
 
     try:
         sock = _listen(args.host, args.port)
@@ -265,8 +275,16 @@ def main(argv: list[str] | None = None) -> int:
 
     # localstripe reports webhook deliveries on the aiohttp.access logger.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    app = make_app()
+    if args.state_file:
+        try:
+            _keep_state(app, args.state_file, args.restore)
+        except (OSError, ValueError) as exc:
+            sock.close()
+            print(f"stripe: cannot restore the saved Stripe state: {exc}", file=sys.stderr)
+            return 1
     print(f"localstripe (no disk persistence) on http://{args.host}:{args.port}, health {HEALTH_PATH}", flush=True)
-    web.run_app(make_app(), sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"))
+    web.run_app(app, sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"))
     return 0
 
 
@@ -408,39 +426,65 @@ async def _post(url: str, payload: bytes, headers: dict[str, str]) -> int:
 
 
 async def _send_webhook(event) -> None:
-    """localstripe's webhook sender (same payload, signature and 1 s delay), recording on the event how
-    many endpoints are still pending and whether any delivery failed (what Stripe's delivery_success
-    filter and `pending_webhooks` report)."""
+    """localstripe's webhook sender (same payload and 1 s delay), recording on the event which endpoints
+    it reached, how many are still pending and whether any delivery failed (what Stripe's delivery_success
+    filter and `pending_webhooks` report). Sent again after a restart (`load_state`) it goes only to the
+    endpoints it had not reached. With webhook chaos on, its deliveries go through `_chaos_take` instead."""
     import asyncio
+
+    from localstripe import webhooks
+
+    delivered = event.__dict__.setdefault("_delivered_to", set())
+    targets = [name for name, hook in list(webhooks._webhooks.items())
+               if (hook.events is None or event.type in hook.events) and name not in delivered]
+    event.__dict__["_pending_webhooks"] = len(targets)
+    event.__dict__.setdefault("_delivery_failed", False)
+    event.__dict__["_delivery_done"] = False
+    # One payload for every delivery of the event (duplicates included): only the signature changes.
+    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode("utf-8")
+    await asyncio.sleep(WEBHOOK_DELAY_SECONDS)
+    if _chaos_on():
+        _chaos_take(event, targets, payload)
+        return
+    for name in targets:
+        await _deliver(event, name, payload)
+    event.__dict__["_delivery_done"] = True
+
+
+async def _deliver(event, name: str, payload: bytes) -> bool:
+    """POST one delivery of `event` to the endpoint registered as `name` (as registered now), signed as
+    Stripe signs each delivery attempt: with the time of the attempt (localstripe signs with the event's
+    `created`, so an event delivered more than 300 s after it happened — after an outage — would fail
+    every receiver's tolerance check). True when the endpoint answered 2xx."""
     import hashlib
     import hmac
 
     from localstripe import webhooks
 
-    targets = [hook for hook in list(webhooks._webhooks.values())
-               if hook.events is None or event.type in hook.events]
-    event.__dict__["_pending_webhooks"] = len(targets)
-    event.__dict__.setdefault("_delivery_failed", False)
-    payload = json.dumps(event._export(), indent=2, sort_keys=True).encode("utf-8")
-    signed_payload = b"%d.%s" % (event.created, payload)
-    await asyncio.sleep(WEBHOOK_DELAY_SECONDS)
     log = logging.getLogger("aiohttp.access")
-    for hook in targets:
-        signature = hmac.new(hook.secret.encode("utf-8"), signed_payload, hashlib.sha256).hexdigest()
+    hook = webhooks._webhooks.get(name)
+    status, reason = None, "failed: the endpoint is no longer registered"
+    if hook is not None:
+        signed_at = int(time.time())
+        signature = hmac.new(hook.secret.encode("utf-8"), b"%d.%s" % (signed_at, payload), hashlib.sha256).hexdigest()
         headers = {"Content-Type": "application/json; charset=utf-8",
-                   "Stripe-Signature": "t=%d,v1=%s" % (event.created, signature)}
+                   "Stripe-Signature": "t=%d,v1=%s" % (signed_at, signature)}
         try:
             status = await _post(hook.url, payload, headers)
         except Exception as exc:  # noqa: BLE001 - any failure to deliver is a failed delivery, never a crash
-            status, reason = None, f"failed: {type(exc).__name__} {exc}"
+            reason = f"failed: {type(exc).__name__} {exc}"
         else:
             reason = f"failed with response code {status}"
-        if status is not None and 200 <= status < 300:
-            event.__dict__["_pending_webhooks"] -= 1
-            log.info('webhook "%s" %s successfully delivered', event.type, event.id)
-        else:
-            event.__dict__["_delivery_failed"] = True
-            log.info('webhook "%s" %s %s', event.type, event.id, reason)
+    delivered = event.__dict__.setdefault("_delivered_to", set())
+    if status is not None and 200 <= status < 300:
+        if name not in delivered:  # a duplicate delivery reaches an endpoint already reached
+            delivered.add(name)
+            event.__dict__["_pending_webhooks"] = max(0, event.__dict__.get("_pending_webhooks", 1) - 1)
+        log.info('webhook "%s" %s successfully delivered', event.type, event.id)
+        return True
+    event.__dict__["_delivery_failed"] = True
+    log.info('webhook "%s" %s %s', event.type, event.id, reason)
+    return False
 
 
 def _pending_webhooks(event) -> int:
@@ -532,3 +576,236 @@ def list_as_stripe_does() -> None:
         return listed
 
     resources.PaymentIntent._api_list_all = classmethod(payment_intents)
+
+
+# ------------------------------------------------------------------ webhook chaos (fault injection)
+# Stripe delivers webhooks at least once and in no particular order. With chaos on, every event's
+# webhook is sent `duplicate` times and the deliveries that become due within `shuffle_window_s` are held
+# and sent together in a shuffled order (one after another, so they arrive in that order; in a window of two
+# or more events at least one arrives before an event due earlier), e.g. a charge.refunded before the
+# payment_intent.succeeded of the same PaymentIntent. Each delivery is signed on its own. Off by default;
+# the chaos runner and tests switch it on:
+#     POST   /_localdev/webhook-chaos {"duplicate": 2, "shuffle_window_s": 3}   (resets the counts)
+#     GET    /_localdev/webhook-chaos → {"on", "duplicate", "shuffle_window_s", "counts": {…}}
+#     DELETE /_localdev/webhook-chaos → off (deliveries already held are still sent), the final counts
+WEBHOOK_CHAOS_PATH = "/_localdev/webhook-chaos"
+MAX_DUPLICATE = 10
+MAX_SHUFFLE_WINDOW_SECONDS = 60.0
+_CHAOS = {"duplicate": 1, "shuffle_window_s": 0.0}
+_CHAOS_COUNT_NAMES = ("events", "deliveries", "duplicates", "out_of_order", "failed", "held")
+_CHAOS_COUNTS = dict.fromkeys(_CHAOS_COUNT_NAMES, 0)
+_CHAOS_BATCH: list[tuple[int, object, str, bytes]] = []  # (intake number, event, endpoint name, payload)
+_CHAOS_UNSENT: set[int] = set()  # intake numbers of events none of whose deliveries has been sent yet
+_CHAOS_INTAKE = {"last": 0}
+
+
+def _chaos_on() -> bool:
+    return _CHAOS["duplicate"] > 1 or _CHAOS["shuffle_window_s"] > 0
+
+
+def configure_webhook_chaos(duplicate: int = 1, shuffle_window_s: float = 0.0, reset_counts: bool = True) -> dict:
+    """Set webhook chaos in this process (duplicate 1 and window 0 is off), resetting its counts unless told not to."""
+    if isinstance(duplicate, bool) or not isinstance(duplicate, int) or not 1 <= duplicate <= MAX_DUPLICATE:
+        raise ValueError(f"duplicate must be an integer from 1 to {MAX_DUPLICATE}, got {duplicate!r}")
+    if isinstance(shuffle_window_s, bool) or not isinstance(shuffle_window_s, (int, float)) \
+            or not 0 <= shuffle_window_s <= MAX_SHUFFLE_WINDOW_SECONDS:
+        raise ValueError(f"shuffle_window_s must be a number of seconds from 0 to {MAX_SHUFFLE_WINDOW_SECONDS:g}, "
+                         f"got {shuffle_window_s!r}")
+    _CHAOS.update(duplicate=duplicate, shuffle_window_s=float(shuffle_window_s))
+    if reset_counts:
+        _CHAOS_COUNTS.update(dict.fromkeys(_CHAOS_COUNT_NAMES, 0), held=len(_CHAOS_BATCH))
+    return webhook_chaos_status()
+
+
+def webhook_chaos_status() -> dict:
+    return {"on": _chaos_on(), **_CHAOS, "counts": dict(_CHAOS_COUNTS)}
+
+
+def _chaos_take(event, targets: list[str], payload: bytes) -> None:
+    """Hold `duplicate` deliveries of the event per endpoint until the end of the current window."""
+    import asyncio
+
+    _CHAOS_COUNTS["events"] += 1
+    copies = [name for name in targets for _ in range(_CHAOS["duplicate"])]
+    event.__dict__["_deliveries_left"] = len(copies)
+    if not copies:
+        event.__dict__["_delivery_done"] = True
+        return
+    _CHAOS_INTAKE["last"] += 1
+    intake = _CHAOS_INTAKE["last"]
+    _CHAOS_UNSENT.add(intake)
+    if not _CHAOS_BATCH:  # the first delivery of a new window: its flush is scheduled now
+        asyncio.ensure_future(_chaos_flush(_CHAOS["shuffle_window_s"]))
+    _CHAOS_BATCH.extend((intake, event, name, payload) for name in copies)
+    _CHAOS_COUNTS["held"] = len(_CHAOS_BATCH)
+
+
+def shuffled(items: list, key=lambda item: item, rng=None) -> list:
+    """`items` in a random order in which, when they belong to two or more events (`key`), some event is
+    delivered for the first time before an event that was due earlier (a window whose events all happened
+    to keep their order would test nothing). Keys are the events' intake numbers: ascending = due order."""
+    import random
+
+    order = list(items)
+    (rng or random).shuffle(order)
+    firsts = list(dict.fromkeys(key(item) for item in order))
+    if len(firsts) > 1 and firsts == sorted(firsts):
+        latest = next(i for i, item in enumerate(order) if key(item) == firsts[-1])
+        order.insert(0, order.pop(latest))
+    return order
+
+
+async def _chaos_flush(window: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(window)
+    batch = shuffled(_CHAOS_BATCH[:], key=lambda delivery: delivery[0])
+    _CHAOS_BATCH.clear()
+    _CHAOS_COUNTS["held"] = 0
+    for intake, event, name, payload in batch:
+        if intake in _CHAOS_UNSENT:
+            # Delivered before an event that was due earlier and has not been delivered yet.
+            if min(_CHAOS_UNSENT) < intake:
+                _CHAOS_COUNTS["out_of_order"] += 1
+            _CHAOS_UNSENT.discard(intake)
+        sent = event.__dict__.setdefault("_chaos_sent", set())
+        if name in sent:
+            _CHAOS_COUNTS["duplicates"] += 1
+        sent.add(name)
+        _CHAOS_COUNTS["deliveries"] += 1
+        if not await _deliver(event, name, payload):
+            _CHAOS_COUNTS["failed"] += 1
+        event.__dict__["_deliveries_left"] -= 1
+        if event.__dict__["_deliveries_left"] <= 0:
+            event.__dict__["_delivery_done"] = True
+
+
+async def _webhook_chaos_route(request):
+    from aiohttp import web
+
+    if request.method == "GET":
+        return web.json_response(webhook_chaos_status())
+    if request.method == "DELETE":
+        return web.json_response(configure_webhook_chaos(reset_counts=False))
+    if request.method != "POST":
+        return web.json_response({"error": "method_not_allowed", "message": "use GET, POST or DELETE"}, status=405)
+    try:
+        body = await request.json() if request.can_read_body else {}
+        if not isinstance(body, dict):
+            raise ValueError("the body must be a JSON object")
+        return web.json_response(configure_webhook_chaos(body.get("duplicate", 1), body.get("shuffle_window_s", 0)))
+    except ValueError as exc:
+        return web.json_response({"error": "invalid_request", "message": str(exc)}, status=400)
+
+
+def _chaos_request(stripe_api_base: str, method: str, body: dict | None = None, timeout: float = 5) -> dict:
+    request = urllib.request.Request(f"{stripe_api_base.rstrip('/')}{WEBHOOK_CHAOS_PATH}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def set_webhook_chaos(stripe_api_base: str, duplicate: int = 2, shuffle_window_s: float = 3.0) -> dict:
+    """Switch webhook chaos on for a running launcher (counts reset); returns its status."""
+    return _chaos_request(stripe_api_base, "POST", {"duplicate": duplicate, "shuffle_window_s": shuffle_window_s})
+
+
+def webhook_chaos(stripe_api_base: str) -> dict:
+    """A running launcher's webhook chaos setting and counts."""
+    return _chaos_request(stripe_api_base, "GET")
+
+
+def clear_webhook_chaos(stripe_api_base: str) -> dict:
+    """Switch webhook chaos off (held deliveries are still sent); returns the counts so far."""
+    return _chaos_request(stripe_api_base, "DELETE")
+
+
+# ------------------------------------------------------------------ state across a restart
+# A stopped and restarted launcher behaves like Stripe back from an outage, not like a new Stripe account:
+# started with --state-file it saves everything it holds there when it stops (SIGTERM/SIGINT, after the
+# requests in flight are answered), and with --restore it starts from that file and deletes it (a later
+# crash cannot bring back this older state). Kept: every object (PaymentIntents, charges, refunds,
+# events…), the registered webhook endpoints with their secrets, the idempotency keys' saved responses (a
+# parked payment's retried create must get the same PaymentIntent back), the webhook chaos setting; the
+# events whose delivery had not finished are sent again after the start, to the endpoints they had not
+# reached (Stripe delivers what it could not send once it is back). Transient switches (outage, rate limit)
+# are not kept. The file holds the local test API key in the idempotency scopes: it is written 0600.
+STATE_FORMAT = 1
+_RESTORED = {"objects": 0, "redelivering": 0}
+
+
+def save_state(path) -> int:
+    """Write this process's Stripe state to `path` (atomically); returns the number of objects saved."""
+    import os
+    import pickle
+    from pathlib import Path
+
+    from localstripe import resources, webhooks
+
+    path = Path(path)
+    state = {"format": STATE_FORMAT, "store": dict(resources.store), "webhooks": dict(webhooks._webhooks),
+             "idempotent_responses": dict(_IDEMPOTENT_RESPONSES), "chaos": dict(_CHAOS)}
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return len(state["store"])
+
+
+def load_state(path) -> list:
+    """Replace this process's Stripe state with the one saved at `path`; returns the events whose webhook
+    delivery had not finished (to be sent again). Raises ValueError on a file that is not such a state."""
+    import pickle
+    from pathlib import Path
+
+    disable_disk_persistence()  # unpickling the store sets its items: never through localstripe's dump
+    from localstripe import resources, webhooks
+
+    try:
+        with open(Path(path), "rb") as f:
+            state = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as exc:
+        raise ValueError(f"{path} is not a saved Stripe state ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a saved Stripe state of format {STATE_FORMAT}")
+    resources.store.clear()
+    dict.update(resources.store, state["store"])
+    webhooks._webhooks.clear()
+    webhooks._webhooks.update(state["webhooks"])
+    _IDEMPOTENT_RESPONSES.clear()
+    _IDEMPOTENT_RESPONSES.update(state["idempotent_responses"])
+    _CHAOS.update(state["chaos"])
+    undelivered = [obj for obj in resources.store.values()
+                   if isinstance(obj, resources.Event) and not obj.__dict__.get("_delivery_done", False)]
+    _RESTORED.update(objects=len(state["store"]), redelivering=len(undelivered))
+    return undelivered
+
+
+def _keep_state(app, state_file, restore: bool) -> None:
+    """Restore from `state_file` now (when asked and it exists) and save to it when the server stops."""
+    from pathlib import Path
+
+    path = Path(state_file)
+    undelivered = []
+    if restore and path.exists():
+        undelivered = load_state(path)
+        path.unlink()
+        print(f"restored {_RESTORED['objects']} Stripe objects from {path}; "
+              f"sending {len(undelivered)} undelivered events again", flush=True)
+    elif restore:
+        print(f"no saved Stripe state at {path}: starting empty", flush=True)
+
+    async def redeliver(_app):
+        from localstripe.webhooks import schedule_webhook
+
+        for event in sorted(undelivered, key=lambda e: e.created):
+            schedule_webhook(event)
+
+    async def save(_app):
+        saved = save_state(path)
+        print(f"saved {saved} Stripe objects to {path}", flush=True)
+
+    app.on_startup.append(redeliver)
+    app.on_cleanup.append(save)
