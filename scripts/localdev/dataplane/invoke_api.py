@@ -3,6 +3,9 @@
 - `POST /2015-03-31/functions/<name|arn>/invocations` with `X-Amz-Invocation-Type` RequestResponse
   (default), Event (202; runs in the background, no retries) or DryRun (204).
 - `POST /_dataplane/reload` re-discovers everything; `GET /_dataplane/status` reports it.
+- Chaos drills (localdev.dataplane.chaos): `POST /_dataplane/chaos/kill-worker` `{"function", "when":
+  "now" | "next-invocation", "after_ms"?, "count"?}` kills a worker mid-invocation; `GET /_dataplane/chaos`
+  shows armed kills and kill counts; `DELETE /_dataplane/chaos` disarms what is still armed.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._drain_body()
         if urlsplit(self.path).path == "/_dataplane/status":
             return self._json(200, self.server.status())
+        if urlsplit(self.path).path == "/_dataplane/chaos":
+            return self._json(200, self.server.registry.chaos.status())
         self._json(404, {"message": f"no route GET {self.path}: see docs/local-platform.md"})
 
     def do_POST(self) -> None:
@@ -104,8 +109,48 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(500, {"message": f"reload failed: {exc}"})
         if path.startswith(_PREFIX) and path.endswith(_SUFFIX):
             return self._invoke(unquote(path[len(_PREFIX) : -len(_SUFFIX)]))
+        if path == "/_dataplane/chaos/kill-worker":
+            return self._kill_worker()
         self._drain_body()
         self._json(404, {"message": f"no route POST {self.path}: see docs/local-platform.md"})
+
+    def do_DELETE(self) -> None:
+        self._drain_body()
+        if urlsplit(self.path).path == "/_dataplane/chaos":
+            self.server.registry.chaos.disarm()
+            return self._json(200, self.server.registry.chaos.status())
+        self._json(404, {"message": f"no route DELETE {self.path}: see docs/local-platform.md"})
+
+    def _kill_worker(self) -> None:
+        """Kill a function's worker mid-invocation (localdev.dataplane.chaos): `now`, or the next invocation(s)."""
+        try:
+            body = json.loads(self._drain_body() or b"{}")
+        except ValueError:
+            body = None
+        usage = ('send {"function": "<name>", "when": "now" | "next-invocation", "after_ms": <ms into the '
+                 'invocation, default 0>, "count": <next invocations to kill, default 1>}')
+        if not isinstance(body, dict) or body.get("when") not in ("now", "next-invocation") \
+                or not isinstance(body.get("function"), str) or set(body) - {"function", "when", "after_ms", "count"}:
+            return self._json(400, {"message": usage})
+        after_ms, count = body.get("after_ms", 0), body.get("count", 1)
+        if isinstance(after_ms, bool) or not isinstance(after_ms, (int, float)) or after_ms < 0 \
+                or isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            return self._json(400, {"message": f"after_ms must be >= 0 and count an integer >= 1: {usage}"})
+        chaos = self.server.registry.chaos
+        try:
+            pool = self.server.registry.pool(body["function"])
+        except FunctionNotFound:
+            return self._json(404, {"error": "function_not_found",
+                                    "message": f"no function {body['function']!r} in the data plane"})
+        name = pool.spec.name
+        if body["when"] == "next-invocation":
+            chaos.kill_next(name, after_ms / 1000, count)
+            return self._json(202, {"armed": chaos.status()["armed"].get(name, 0), "function": name})
+        kill = chaos.kill_now(name, pool)
+        if kill is None:
+            return self._json(409, {"message": f"no invocation of {name} is running now: use "
+                                               f'"when": "next-invocation" to kill the next one'})
+        return self._json(200, {"killed": kill})
 
     def _drain_body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)

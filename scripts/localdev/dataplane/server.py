@@ -121,6 +121,7 @@ class DataPlane:
             "mappings": self.manager.status() if self.manager is not None else [],
             "routes": self.apigw.table.routes(),
             "alarms": self.alarms.status(),
+            "chaos": self.registry.chaos.status(),
         }
 
     def register(self) -> None:

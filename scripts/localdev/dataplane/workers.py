@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from localdev.dataplane.artifacts import SITE_PACKAGES, ArtifactError, ArtifactStore
+from localdev.dataplane.chaos import WorkerKiller
 from localdev.dataplane.discovery import FunctionSpec
 from localdev.dataplane.runtime_api import Invocation, RuntimeApiServer
 from localdev.dataplane.types import InvokeResult
@@ -92,6 +93,7 @@ class Worker:
         }
         self.started = time.monotonic()
         self.cold = True
+        self.current: Invocation | None = None  # the invocation it runs now (chaos kills pick a busy worker)
         self.proc = subprocess.Popen(
             [sys.executable, "-I", "-S", BOOTSTRAP, spec.handler, *paths],
             env=env,
@@ -150,10 +152,11 @@ class Worker:
 
 
 def _signal_name(num: int) -> str:
+    """As Lambda words it (Go's signal strings): `killed`, `segmentation fault`, `aborted`, `terminated`."""
     import signal
 
     try:
-        return signal.Signals(num).name.removeprefix("SIG").lower()
+        return (signal.strsignal(num) or str(num)).lower()
     except ValueError:
         return str(num)
 
@@ -170,8 +173,9 @@ class FunctionPool:
     """The execution environments of one version (code sha + configuration) of one function."""
 
     def __init__(self, spec: FunctionSpec, artifacts: ArtifactStore, endpoint: str, region: str, flog: FunctionLog,
-                 default_concurrency: int = DEFAULT_CONCURRENCY):
+                 default_concurrency: int = DEFAULT_CONCURRENCY, chaos: WorkerKiller | None = None):
         self.spec = spec
+        self.chaos = chaos
         self.flog = flog
         self.stats = _Stats()
         self.cap = spec.reserved_concurrency if spec.reserved_concurrency is not None else default_concurrency
@@ -227,7 +231,13 @@ class FunctionPool:
             inv = Invocation(request_id, payload, self.spec.arn, _trace_id(), float(self.spec.timeout))
             self.flog.line(f"START RequestId: {request_id} Version: $LATEST")
             started = time.monotonic()
-            worker.run(inv)
+            if self.chaos is not None:
+                self.chaos.watch(self.spec.name, worker, inv)
+            worker.current = inv
+            try:
+                worker.run(inv)
+            finally:
+                worker.current = None
             duration_ms = ((time.monotonic() - (inv.delivered_at or started)) * 1000)
             init = f"\tInit Duration: {(inv.delivered_at - worker.started) * 1000:.2f} ms" if cold and inv.delivered_at else ""
             self.flog.line(f"END RequestId: {request_id}")
@@ -285,6 +295,12 @@ class FunctionPool:
         for worker in busy:
             worker.kill()
 
+    def busy_workers(self) -> list[Worker]:
+        """Workers running an invocation their runtime has picked up."""
+        with self._lock:
+            workers = list(self._all)
+        return [w for w in workers if w.alive and (inv := w.current) is not None and inv.delivered_at is not None]
+
     def status(self) -> dict:
         with self._lock:
             workers = [{"pid": w.proc.pid, "alive": w.alive, "idle": w in self._idle} for w in self._all]
@@ -312,6 +328,7 @@ class FunctionRegistry:
     region: str
     logs_dir: Path
     default_concurrency: int = DEFAULT_CONCURRENCY
+    chaos: WorkerKiller = field(default_factory=WorkerKiller)  # kill-worker drills (localdev.dataplane.chaos)
     _pools: dict[str, FunctionPool] = field(default_factory=dict)
     _logs: dict[str, FunctionLog] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -327,7 +344,8 @@ class FunctionRegistry:
                 summary["unchanged"].append(name)
                 continue
             flog = self._logs.get(name) or FunctionLog(self.logs_dir / f"{name}.log")
-            pool = FunctionPool(spec, self.artifacts, self.endpoint, self.region, flog, self.default_concurrency)
+            pool = FunctionPool(spec, self.artifacts, self.endpoint, self.region, flog, self.default_concurrency,
+                                self.chaos)
             with self._lock:
                 self._logs[name] = flog
                 old, self._pools[name] = self._pools.get(name), pool

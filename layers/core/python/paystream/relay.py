@@ -32,12 +32,21 @@ mapping's retry limit then sends it to its on-failure destination instead of it 
 Events that also go to the fraud stream go there after the bus has accepted them, in the same chunk,
 under the same rules: a rejected stream record is retried alone, then reported like a rejected entry.
 
+Re-delivered records resume, they are not published again. Reporting from the first failure on also
+reports records the bus (or the fraud stream) already accepted — the rest of the failing chunk — and a
+record whose mark failed after it was published. The relay remembers, in its process, how far each such
+record got (bus event id, stream sequence number, marked); when Lambda sends it again it only does what
+is left (in AWS the retry of a shard's batch normally reaches the same warm environment). Without this, a
+PutEvents partial failure put the chunk's other events on the bus twice. A retry that reaches another
+environment (a cold start) still publishes them again: delivery stays at least once.
+
 After publishing, each item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
 too for what went to the fraud stream), so a checker can list the events never relayed.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import time
@@ -54,6 +63,8 @@ MAX_PUT_EVENTS_BYTES = 256 * 1024
 STRIPE_SOURCE = "paystream.stripe"
 PAYMENT_CREATED, PAYMENT_FAILED = "payment.created", "payment.failed"
 RELAYED_ITEM_TYPES = frozenset({"event", "stripe_event"})
+# Records published but reported failed, remembered until Lambda sends them again (a bound, not a target).
+MAX_REMEMBERED = 10_000
 EVENT_FIELDS = ("transaction_id", "event_id", "sequence", "occurred_at", "amount", "currency", "customer_id")
 
 
@@ -93,6 +104,15 @@ class Outgoing:
 class Failure:
     sequence_number: str
     reason: str
+
+
+@dataclass
+class Progress:
+    """How far one record got: what a re-delivery of it still has to do."""
+
+    bus_event_id: str | None = None
+    stream_sequence_number: str | None = None
+    marked: bool = False
 
 
 @dataclass
@@ -240,11 +260,14 @@ class OutboxRelay:
         self._sleep = sleep
         self._clock = clock
         self._log = logger or logging.getLogger(__name__)
+        # sequence number -> progress of a record reported failed after it was published (module docstring).
+        self._remembered: collections.OrderedDict[str, Progress] = collections.OrderedDict()
 
     def relay(self, records: list[dict]) -> RelayOutcome:
         outcome = RelayOutcome()
         publishable: list[Outgoing] = []
         reasons: dict[str, str] = {}  # sequence number -> why it failed
+        progress: dict[str, Progress] = {}
         for record in records:
             try:
                 item = to_outgoing(record)
@@ -254,51 +277,73 @@ class OutboxRelay:
                 break
             if item is None:
                 outcome.ignored += 1
+                continue
+            progress[item.sequence_number] = self._remembered.pop(item.sequence_number, None) or Progress()
+            if progress[item.sequence_number].marked:  # sent again only because an earlier record had failed
+                outcome.published.append(item.sequence_number)
             else:
                 publishable.append(item)
         for chunk in chunks(publishable):
-            failed = self._publish(chunk, outcome)
+            failed = self._publish(chunk, outcome, progress)
             if failed:
                 reasons.update(failed)
                 break
         if reasons:
             self._report_from_first_failure(records, reasons, outcome)
+            for failure in outcome.failures:
+                done = progress.get(failure.sequence_number)
+                if done is not None and done.bus_event_id is not None:
+                    self._remember(failure.sequence_number, done)
         return outcome
+
+    def _remember(self, sequence_number: str, done: Progress) -> None:
+        self._remembered[sequence_number] = done
+        while len(self._remembered) > MAX_REMEMBERED:
+            self._remembered.popitem(last=False)
 
     def _report_from_first_failure(self, records: list[dict], reasons: dict[str, str], outcome: RelayOutcome) -> None:
         sequence_numbers = [record["dynamodb"]["SequenceNumber"] for record in records]
         first = min(sequence_numbers.index(sequence_number) for sequence_number in reasons)
         for sequence_number in sequence_numbers[first:]:
-            reason = reasons.get(sequence_number, "not published yet: an earlier record of the batch failed")
+            reason = reasons.get(sequence_number, "an earlier record of the batch failed: sent again after it (not "
+                                                 "published again if it already was)")
             outcome.failures.append(Failure(sequence_number, reason))
         for sequence_number, reason in reasons.items():
             self._log.error("outbox record not relayed; it will be retried from this record on",
                             extra={"sequence_number": sequence_number, "reason": reason})
 
-    def _publish(self, chunk: list[Outgoing], outcome: RelayOutcome) -> dict[str, str]:
-        """Publish one chunk and mark what went out; the reasons of the records that failed."""
-        bus_results = self._put_with_retries(self._bus.put, [item.entry for item in chunk])
-        to_stream = [i for i, item in enumerate(chunk) if item.stream_record and "EventId" in bus_results[i]]
+    def _publish(self, chunk: list[Outgoing], outcome: RelayOutcome, progress: dict[str, Progress]) -> dict[str, str]:
+        """Publish one chunk and mark what went out, skipping what an earlier delivery of a record already did
+        (`progress`, updated here); the reasons of the records that failed."""
+        done = [progress[item.sequence_number] for item in chunk]
+        to_bus = [i for i in range(len(chunk)) if done[i].bus_event_id is None]
+        bus_results = dict(zip(to_bus, self._put_with_retries(
+            self._bus.put, [chunk[i].entry for i in to_bus]))) if to_bus else {}
+        for i, result in bus_results.items():
+            done[i].bus_event_id = result.get("EventId")
+        to_stream = [i for i, item in enumerate(chunk) if item.stream_record and done[i].bus_event_id is not None
+                     and done[i].stream_sequence_number is None]
         stream_results = dict(zip(to_stream, self._put_with_retries(
             self._fraud_stream.put, [chunk[i].stream_record for i in to_stream]))) if to_stream else {}
+        for i, result in stream_results.items():
+            done[i].stream_sequence_number = result.get("SequenceNumber")
         failed: dict[str, str] = {}
         relayed_at = self._clock()
         for i, item in enumerate(chunk):
-            bus_result, stream_result = bus_results[i], stream_results.get(i)
-            if "EventId" not in bus_result:
-                failed[item.sequence_number] = f"PutEvents rejected event {item.event_id}: {_error(bus_result)}"
+            if done[i].bus_event_id is None:
+                failed[item.sequence_number] = f"PutEvents rejected event {item.event_id}: {_error(bus_results[i])}"
                 continue
-            if stream_result is not None and "SequenceNumber" not in stream_result:
-                failed[item.sequence_number] = f"PutRecords rejected event {item.event_id}: {_error(stream_result)}"
+            if item.stream_record and done[i].stream_sequence_number is None:
+                failed[item.sequence_number] = f"PutRecords rejected event {item.event_id}: {_error(stream_results[i])}"
                 continue
             try:
-                if not self._marks.mark(item.key, relayed_at, bus_result["EventId"],
-                                        stream_result["SequenceNumber"] if stream_result else None):
+                if not self._marks.mark(item.key, relayed_at, done[i].bus_event_id, done[i].stream_sequence_number):
                     self._log.warning("published event's item no longer exists; nothing to mark",
                                       extra={"event_id": item.event_id, "key": item.key})
-            except Exception as exc:  # noqa: BLE001 - an unmarked event is re-published, which consumers absorb
+            except Exception as exc:  # noqa: BLE001 - remembered as published: a re-delivery only marks it
                 failed[item.sequence_number] = f"published event {item.event_id} but could not mark it: {exc}"
                 continue
+            done[i].marked = True
             outcome.published.append(item.sequence_number)
         return failed
 
