@@ -33,6 +33,14 @@ def get_payment(transaction_id: str) -> Response:
     return Response(200, content_types.APPLICATION_JSON, projection.to_api(events))
 
 
+@app.not_found
+def no_such_payment(_error) -> Response:
+    # API Gateway matched the route, but the id has characters outside Powertools' route pattern (`©`, a
+    # control character, ...): no payment has such an id. Without this, Powertools' own 404 body
+    # ({"statusCode", "message"}) would break the contract's error shape.
+    return Response(404, content_types.APPLICATION_JSON, {"error": "not_found", "message": "no such payment"})
+
+
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 def handler(event, context):
     return app.resolve(event, context)

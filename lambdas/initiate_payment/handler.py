@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from paystream.adapters.wiring import dynamodb_client, payment_service
 from paystream.api import (ApiError, caller_identity, idempotency_key, idempotency_refusals, idempotent_command,
-                           parse_json_body, request_idempotency)
+                           invalid, parse_json_body, request_idempotency)
 from paystream.config import Settings
 from paystream.models import PaymentRequest
 from paystream.payments import PaymentService, transaction_id_for
@@ -63,12 +63,21 @@ def _json(status_code: int, body: dict, headers: dict | None = None) -> Response
     return Response(status_code, content_types.APPLICATION_JSON, body, headers=headers)
 
 
+def _body_text(event) -> str | None:
+    """The body as text. One that is not UTF-8 arrives base64-encoded and Powertools' decoded_body raises on
+    it: that is the client's mistake (400), not a crash (502)."""
+    try:
+        return event.decoded_body
+    except UnicodeDecodeError:
+        raise invalid("body", "is not UTF-8 text: send a JSON object") from None
+
+
 @app.post("/payments")
 def create_payment() -> Response:
     event = app.current_event
     try:
         key = idempotency_key(event.headers)
-        request = parse_json_body(PaymentRequest, event.decoded_body, event.headers)
+        request = parse_json_body(PaymentRequest, _body_text(event), event.headers)
     except ApiError as error:
         return _json(error.status_code, error.body())
     global _requested_fault
@@ -82,7 +91,7 @@ def create_payment() -> Response:
             outcome = initiate(command=idempotent_command(
                 caller, key, request.model_dump(mode="json", exclude_none=True), transaction_id=transaction_id))
     except ApiError as error:
-        return _json(error.status_code, error.body())
+        return _json(error.status_code, error.body(), error.headers or None)  # Retry-After on a 503
     if outcome.get("replayed"):
         # DESIGN.md §2: the same key and body again answer 200 with the original response body.
         logger.info("payment request replayed", extra={"status": outcome["body"]["status"]})

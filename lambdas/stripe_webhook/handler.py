@@ -29,11 +29,20 @@ ingestor = WebhookIngestor(
 )
 
 
+def _body_text(event) -> str:
+    """The raw body as text. One that is not UTF-8 arrives base64-encoded and Powertools' decoded_body raises on
+    it: Stripe sends UTF-8 JSON, so it is no Stripe event (400), not a crash (502)."""
+    try:
+        return event.decoded_body or ""
+    except UnicodeDecodeError:
+        raise InvalidWebhook("body is not UTF-8 text: not a Stripe event") from None
+
+
 @app.post("/webhooks/stripe")
 def receive_stripe_webhook() -> Response:
     event = app.current_event
     try:
-        result = ingestor.ingest(event.decoded_body or "", event.headers.get("Stripe-Signature"))
+        result = ingestor.ingest(_body_text(event), event.headers.get("Stripe-Signature"))
     except InvalidWebhook as exc:
         logger.warning("webhook rejected", extra={"reason": exc.reason})
         metrics.add_metric(name="WebhooksRejected", unit=MetricUnit.Count, value=1)

@@ -37,6 +37,9 @@ from localdev.dataplane.types import InvokeResult
 log = logging.getLogger("localdev.dataplane")
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# The methods a REST API resource can have (ANY means these). Any other request method (TRACE, CONNECT,
+# QUERY, ...) matches no method, so API Gateway answers it like an unknown route: 403, never a 5xx.
+API_GATEWAY_METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
 ACCOUNT_ID = "000000000000"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded",
                "application/javascript", "application/graphql")
@@ -103,7 +106,7 @@ class RouteTable:
 
     def match(self, method: str, url_path: str) -> Match | None:
         resolved = self.resolve(url_path)
-        if resolved is None:
+        if resolved is None or method not in API_GATEWAY_METHODS:
             return None
         api, stage, path = resolved
         candidates = []
@@ -436,6 +439,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _handle
+    # http.server answers a method without a do_<METHOD> with its own 501 page; API Gateway answers 403.
+    do_TRACE = do_CONNECT = do_QUERY = _handle
 
 
 def _proxy_response(result: InvokeResult) -> tuple[int, bytes, list[tuple[str, str]]] | None:

@@ -7,6 +7,7 @@ Every client mistake ends in a 4xx with a message, never a 5xx (DESIGN.md §2).
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar
 
@@ -109,8 +110,30 @@ def idempotent_command(caller: str, key: str, request: Mapping[str, Any], **fiel
     return {"caller": caller, "idempotency_key": key, "request": dict(request), **fields}
 
 
+# What AWS answers a request rate above what a table or the account allows, once the SDK's retries are spent.
+THROTTLING_ERROR_CODES = frozenset({"ThrottlingException", "ProvisionedThroughputExceededException",
+                                    "RequestLimitExceeded", "Throttling", "TooManyRequestsException"})
+OVERLOADED_RETRY_AFTER_SECONDS = 2
+
+
+def aws_throttled(exc: BaseException | None) -> bool:
+    """Whether AWS throttling caused `exc`: a botocore ClientError with a throttling code anywhere in its chain
+    (the event store and the idempotency layer wrap it)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and (response.get("Error") or {}).get("Code") in THROTTLING_ERROR_CODES:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 class idempotency_refusals:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
     """Powertools' refusals as API errors: the same key still in flight → 409, with another body → 422.
+    And AWS throttling that outlasted the SDK's retries → 503 with Retry-After, not a bare 502: the request
+    left nothing the same key cannot finish (Powertools removes the key's in-progress record; where that
+    removal was throttled too, the retry gets 409 until the record expires).
 
     A class rather than @contextmanager: contextlib assigns `__traceback__` on exceptions passing
     through a generator, which a frozen ApiError raised inside the block would refuse."""
@@ -130,4 +153,10 @@ class idempotency_refusals:  # noqa: N801 - used as a `with` statement, like con
         if isinstance(exc, IdempotencyValidationError):
             raise ApiError(422, "idempotency_key_reused",
                            "this Idempotency-Key was used with a different request body: use a new key") from None
+        if aws_throttled(exc):
+            logging.getLogger(__name__).warning("AWS throttled the request beyond the SDK's retries; answered 503: %s", exc)
+            raise ApiError(503, "service_unavailable",
+                           f"the platform is over its capacity for a moment: retry in {OVERLOADED_RETRY_AFTER_SECONDS} s "
+                           "with the same Idempotency-Key", headers={"Retry-After": str(OVERLOADED_RETRY_AFTER_SECONDS)}
+                           ) from exc
         return False
