@@ -12,7 +12,7 @@ STAMP       := $(VENV)/.installed
 CHECKOV_VENV  := $(VENV)/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 
-.PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench docs clean
+.PHONY: help install lock package local-up local-down local-status logs demo test test-unit test-integration test-e2e plan apply stripe-listen bench chaos docs openapi clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -81,16 +81,20 @@ apply: $(STAMP) ## terraform apply for ENV (prod needs CONFIRM_PROD=yes)
 docs: $(STAMP) ## regenerate module READMEs' input/output tables
 	$(PY) -m localdev tfdocs
 
+openapi: $(STAMP) ## regenerate docs/openapi.json (the HTTP API's OpenAPI document) from the code
+	$(PY) -m localdev.openapi
+
 stripe-listen: $(STAMP) ## forward real Stripe test-mode webhooks to the local API
 	$(PY) -m localdev stripe-listen
 
-bench: $(STAMP) ## measurements into bench/: local platform (start-up, invoke overhead, SQS latency), payments (AWS calls per POST, cold start), webhooks, fraud (records/s per batch, DynamoDB requests per record, POST to fraud.scored), every function's cold start vs boto3 and package sizes, paystream-ops rebuild (events/s)
+bench: $(STAMP) ## measurements into bench/ (BENCH_OUTPUTS=.local/outputs.json to use a running stack): local platform, payments in-process, then on one stack cold starts, AWS requests and cost per payment, webhooks, fraud, load with the zero-loss audit, rebuild; then bench/results.json, RESULTS.md and plots
 	$(PY) -m localdev bench
 	$(PY) -m localdev.bench_payments
-	$(PY) -m localdev.bench_webhooks --own-stack
-	$(PY) -m localdev.bench_fraud --own-stack
-	$(PY) -m localdev.bench_cold_start --own-stack
-	$(PY) -m localdev.bench_rebuild --own-stack
+	$(PY) -m localdev.bench_all $(if $(BENCH_OUTPUTS),--outputs $(BENCH_OUTPUTS))
+	$(PY) -m localdev.bench_report
+
+chaos: $(STAMP) ## faults under load (Stripe restart, killed workers, PutEvents failures, DynamoDB throttling, duplicate/shuffled webhooks), each followed by the zero-loss audit: bench/chaos.json (BENCH_OUTPUTS=... to use a running stack)
+	$(PY) -m localdev.chaos $(if $(BENCH_OUTPUTS),--outputs $(BENCH_OUTPUTS),--own-stack)
 
 clean: ## remove build outputs and local state (stops the stack first)
 	-$(PY) -m localdev down

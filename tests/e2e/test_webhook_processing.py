@@ -70,8 +70,10 @@ def get_payment(outputs: dict, transaction_id: str) -> dict:
 
 
 def localstripe_webhook_for(stripe_client, payment_intent_id: str, event_type: str) -> str | None:
-    for event in stripe_client.v1.events.list(params={"limit": 100}).data:
-        if event.type == event_type and event.data.object.id == payment_intent_id:
+    # Filtered and paged: the session's load and chaos tests leave thousands of events at localstripe.
+    events = stripe_client.v1.events.list(params={"type": event_type, "limit": 100})
+    for event in events.auto_paging_iter():
+        if event.data.object.id == payment_intent_id:
             return event.id
     return None
 
