@@ -15,8 +15,8 @@ from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.metrics import MetricUnit
 
 from paystream.adapters.wiring import dynamodb_client, payment_service
-from paystream.api import (ApiError, caller_identity, idempotency_key, idempotency_refusals, idempotent_command,
-                           invalid, parse_json_body, request_idempotency)
+from paystream.api import (ApiError, body_text, caller_identity, idempotency_key, idempotency_refusals,
+                           idempotent_command, parse_json_body, request_idempotency)
 from paystream.config import Settings
 from paystream.models import PaymentRequest
 from paystream.payments import PaymentService, transaction_id_for
@@ -63,21 +63,12 @@ def _json(status_code: int, body: dict, headers: dict | None = None) -> Response
     return Response(status_code, content_types.APPLICATION_JSON, body, headers=headers)
 
 
-def _body_text(event) -> str | None:
-    """The body as text. One that is not UTF-8 arrives base64-encoded and Powertools' decoded_body raises on
-    it: that is the client's mistake (400), not a crash (502)."""
-    try:
-        return event.decoded_body
-    except UnicodeDecodeError:
-        raise invalid("body", "is not UTF-8 text: send a JSON object") from None
-
-
 @app.post("/payments")
 def create_payment() -> Response:
     event = app.current_event
     try:
         key = idempotency_key(event.headers)
-        request = parse_json_body(PaymentRequest, _body_text(event), event.headers)
+        request = parse_json_body(PaymentRequest, body_text(event), event.headers)
     except ApiError as error:
         return _json(error.status_code, error.body())
     global _requested_fault

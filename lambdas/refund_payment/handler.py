@@ -17,8 +17,8 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import idempotent_function
 
 from paystream.adapters.wiring import dynamodb_client, refund_service
-from paystream.api import (ApiError, caller_identity, idempotency_key, idempotency_refusals, idempotent_command,
-                           invalid, parse_json_body, request_idempotency)
+from paystream.api import (ApiError, body_text, caller_identity, idempotency_key, idempotency_refusals,
+                           idempotent_command, parse_json_body, request_idempotency)
 from paystream.config import Settings
 from paystream.models import RefundRequest
 from paystream.refunds import RefundRefused, RefundService, refund_request_key
@@ -59,15 +59,6 @@ def _refused(error: ApiError) -> Response:
     return _json(error.status_code, error.body(), error.headers)
 
 
-def _body_text(event) -> str | None:
-    """The body as text. One that is not UTF-8 arrives base64-encoded and Powertools' decoded_body raises on
-    it: that is the client's mistake (400), not a crash (502)."""
-    try:
-        return event.decoded_body
-    except UnicodeDecodeError:
-        raise invalid("body", "is not UTF-8 text: send a JSON object") from None
-
-
 @app.post("/payments/<transaction_id>/refunds")
 def create_refund(transaction_id: str) -> Response:
     event = app.current_event
@@ -76,7 +67,7 @@ def create_refund(transaction_id: str) -> Response:
     try:
         key = idempotency_key(event.headers)
         # No body, or an empty one, is a full refund.
-        request = parse_json_body(RefundRequest, _body_text(event), event.headers, required=False)
+        request = parse_json_body(RefundRequest, body_text(event), event.headers, required=False)
         if len(transaction_id) > MAX_TRANSACTION_ID_LENGTH:
             return _refused(ApiError(404, "not_found", "no such payment"))
         caller = caller_identity(event.request_context.raw_event)

@@ -42,6 +42,15 @@ def invalid(field_name: str, message: str) -> ApiError:
     return ApiError(400, "validation_error", details=[{"field": field_name, "message": message}])
 
 
+def body_text(event: Any) -> str | None:
+    """A REST event's body as text. One that is not UTF-8 arrives base64-encoded and Powertools' `decoded_body`
+    raises on it: that is the client's mistake (400), not a crash (502)."""
+    try:
+        return event.decoded_body
+    except UnicodeDecodeError:
+        raise invalid("body", "is not UTF-8 text: send a JSON object") from None
+
+
 def idempotency_key(headers: Mapping[str, str]) -> str:
     key = headers.get("Idempotency-Key")
     if key is None or key == "":
