@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from werkzeug.wrappers import Request, Response
@@ -137,18 +137,16 @@ def read_units(size: int, consistent: bool = False, transactional: bool = False)
     return units * 2 if transactional else units if consistent else units / 2
 
 
-class StoredItems:
+class StoredItems(Protocol):
     """One region's tables as the estimate reads them (the emulator's are MotoTables)."""
 
-    def key_names(self, table: str) -> tuple[str, ...]:
-        raise NotImplementedError
+    def key_names(self, table: str) -> tuple[str, ...]: ...
 
     def indexes(self, table: str) -> list[tuple[tuple[str, ...], str, tuple[str, ...]]]:
         """(key attributes, ProjectionType, NonKeyAttributes) of each secondary index."""
-        raise NotImplementedError
+        ...
 
-    def get(self, table: str, key: Item) -> Item | None:
-        raise NotImplementedError
+    def get(self, table: str, key: Item) -> Item | None: ...
 
 
 def _projected(item: Item | None, table_keys: tuple[str, ...], index: tuple[tuple[str, ...], str, tuple[str, ...]]
@@ -254,7 +252,7 @@ class CapacityEstimate:
         return read_units(size, consistent=bool(self.request.get("ConsistentRead")))
 
 
-class MotoTables(StoredItems):
+class MotoTables:
     """The emulator's own DynamoDB tables in one region (read under the emulator's DynamoDB lock)."""
 
     def __init__(self, account_id: str, region: str):
