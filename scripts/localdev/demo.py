@@ -113,10 +113,12 @@ def run(state_dir: Path, backend: str = "embedded") -> int:
     table = outputs["table_names"]["transactions"]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        items = ddb.scan(
+        # Every page of the Scan: on a stack that has seen many payments the item is rarely on the first.
+        pages = ddb.get_paginator("scan").paginate(
             TableName=table, FilterExpression="object_id = :o",
             ExpressionAttributeValues={":o": {"S": body["payment_intent_id"]}},
-        )["Items"]
+        )
+        items = [item for page in pages for item in page["Items"]]
         if items:
             for item in items:
                 step(f"Stripe webhook [bold]{item['event_type']['S']}[/bold] ({item['event_id']['S']}) verified and "

@@ -178,7 +178,7 @@ def test_a_retryable_failure_is_retried_with_the_same_idempotency_key_and_succee
     success = next(i for i in stored_events(outputs, aws_client, tid) if i["event_type"]["S"] == "payment.succeeded")
     assert success["detail"]["M"]["attempt"]["N"] == "2"
     # One PaymentIntent for the payment: the retry's create carried the payment's idempotency key.
-    intents = [pi for pi in stripe_client.v1.payment_intents.list(params={"limit": 100}).data
+    intents = [pi for pi in stripe_client.v1.payment_intents.list(params={"limit": 100}).auto_paging_iter()
                if pi.metadata.to_dict().get("transaction_id") == tid]
     assert [pi.id for pi in intents] == [got["payment_intent_id"]]
     # The retried failure was not news for the customer; the success is, once.

@@ -96,10 +96,11 @@ def delete_from(sqs, url: str, event_ids: set[str]) -> None:
 
 
 def localstripe_webhooks(stripe_client, payment_intent_ids: set[str], event_type: str) -> dict[str, str]:
-    """localstripe's events of `event_type` for these PaymentIntents: PaymentIntent id -> event id (newest first,
-    so the drill's own events are among the latest 100)."""
-    return {e.data.object.id: e.id for e in stripe_client.v1.events.list(params={"limit": 100}).data
-            if e.type == event_type and e.data.object.id in payment_intent_ids}
+    """localstripe's events of `event_type` for these PaymentIntents: PaymentIntent id -> event id (every page:
+    the session's load and chaos tests leave thousands of events)."""
+    return {e.data.object.id: e.id
+            for e in stripe_client.v1.events.list(params={"type": event_type, "limit": 100}).auto_paging_iter()
+            if e.data.object.id in payment_intent_ids}
 
 
 def table_row(output: str, key: str) -> list[str]:

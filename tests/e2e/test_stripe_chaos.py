@@ -52,7 +52,7 @@ def assert_contiguous(outputs: dict, aws_client, transaction_id: str) -> None:
 
 def stripe_events_of(stripe_client, object_ids: set[str], since: int) -> list:
     """Stripe's events (newest first, as listed) about these PaymentIntents or their charges."""
-    events = stripe_client.v1.events.list(params={"created": {"gte": since - 5}, "limit": 100}).data
+    events = stripe_client.v1.events.list(params={"created": {"gte": since - 5}, "limit": 100}).auto_paging_iter()
     objects = [(e, e.data.object.to_dict()) for e in events]
     return [e for e, obj in objects if obj.get("id") in object_ids or obj.get("payment_intent") in object_ids]
 
