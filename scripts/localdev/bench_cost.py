@@ -28,7 +28,9 @@ On a running local stack (or `--own-stack`):
    the emulator reports (what Terraform set), priced for arm64 (the AWS environments' architecture); API
    Gateway requests; DynamoDB WRU/RRU as estimated by the emulator (GSI writes included); EventBridge
    entries (records the relay's stream mapping delivered) and archive bytes; SQS requests (EventBridge's
-   sends, the functions' own, the pollers' receives/deletes beyond the idle rate); Kinesis on-demand bytes;
+   sends, the functions' own, the pollers' receives/deletes beyond the idle rate); Kinesis as the priced
+   environment configures its fraud stream (`stream_mode` in terraform/environments/prod/terraform.tfvars:
+   PROVISIONED shard-hours and 25 KB PUT payload units, or ON_DEMAND stream-hours and bytes in and out);
    SNS publishes; Secrets Manager, SSM, CloudWatch and KMS calls; log bytes; X-Ray traces; WAF requests;
    plus fixed monthly charges (stream hours, keys, secrets, alarms, custom metrics, idle polling) amortized
    over `--monthly-payments` (default 1,000,000) — each assumption is listed in the output.
@@ -50,6 +52,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +64,10 @@ SUCCEEDING_CARD = "4242424242424242"
 REFERENCE_USD, GOAL_USD = 0.00036, 0.00010
 REFERENCE_REQUESTS, GOAL_REQUESTS, GOAL_ROUND_TRIPS = 20, 8, 2
 DEFAULT_PRICES = PROJECT_ROOT / "bench" / "aws-prices.json"
+# The environment whose configuration the model prices (its Kinesis capacity mode and shards).
+PRICED_TFVARS = PROJECT_ROOT / "terraform" / "environments" / "prod" / "terraform.tfvars"
 GB = 1024 ** 3
+KINESIS_PUT_PAYLOAD_UNIT_BYTES = 25 * 1024  # provisioned mode bills each record's PUT in 25 KB units
 
 # What Lambda's event source mappings do (here the local data plane's pollers), by operation. DynamoDB
 # Streams operations are signed for `dynamodb` and show as dynamodb.<Operation>.
@@ -110,6 +116,7 @@ REQUIRED_PRICES = [
     ("eventbridge", "custom_event_64kb"), ("eventbridge", "archive_processing_gb"),
     ("sqs_standard", "request_64kb"),
     ("kinesis_on_demand", "stream_hour"), ("kinesis_on_demand", "ingested_gb"), ("kinesis_on_demand", "retrieved_gb"),
+    ("kinesis_provisioned", "shard_hour"), ("kinesis_provisioned", "put_payload_unit_25kb"),
     ("sns", "publish_64kb"), ("sns", "delivery_sqs"),
     ("kms", "request"), ("kms", "key_month"),
     ("secrets_manager", "api_call"), ("secrets_manager", "secret_month"),
@@ -145,9 +152,41 @@ def unit_price(prices: dict[str, Any], service: str, name: str) -> float:
     return entry["usd"] / entry["per"]
 
 
+@dataclass(frozen=True)
+class StreamCapacity:
+    """How the priced environment provisions the Kinesis fraud stream (its `stream_mode`, `stream_shard_count`)."""
+
+    mode: str = "ON_DEMAND"
+    shards: int | None = None
+
+    def describe(self) -> str:
+        return f"PROVISIONED, {self.shards} shard(s)" if self.mode == "PROVISIONED" else "ON_DEMAND"
+
+
+def stream_capacity(tfvars: Path) -> StreamCapacity:
+    """The fraud stream's capacity as an environment's terraform.tfvars sets it (PriceError if unusable)."""
+    import hcl2
+    from hcl2.utils import SerializationOptions
+
+    try:
+        values = hcl2.loads(tfvars.read_text(), serialization_options=SerializationOptions(strip_string_quotes=True))
+    except Exception as error:  # OSError, or one of lark's several parse errors
+        raise PriceError(f"{tfvars}: cannot read the stream's capacity mode ({str(error).splitlines()[0]})") from None
+    mode, shards = values.get("stream_mode"), values.get("stream_shard_count")
+    if mode == "ON_DEMAND":
+        return StreamCapacity()
+    if mode == "PROVISIONED" and isinstance(shards, int) and shards >= 1:
+        return StreamCapacity("PROVISIONED", shards)
+    raise PriceError(f"{tfvars}: stream_mode must be ON_DEMAND, or PROVISIONED with stream_shard_count >= 1 "
+                     f"(found {mode!r}, {shards!r})")
+
+
 def cost_model(measured: dict[str, Any], prices: dict[str, Any], monthly_payments: int,
-               architecture: str = "arm64") -> dict[str, Any]:
+               architecture: str = "arm64", stream: StreamCapacity = StreamCapacity()) -> dict[str, Any]:
     """USD per payment by service, from per-payment figures (`measured`, see `MEASURED_FIELDS`) and the prices.
+
+    The Kinesis fraud stream is priced as `stream` provisions it: ON_DEMAND bills data in and out and an
+    hourly charge per stream; PROVISIONED bills each record's PUT payload units and an hourly charge per shard.
 
     Returns `variable` (what scales with payments), `fixed_monthly_usd` (what a month costs whatever the
     volume) amortized over `monthly_payments` in `fixed_per_payment`, and `total`."""
@@ -167,7 +206,9 @@ def cost_model(measured: dict[str, Any], prices: dict[str, Any], monthly_payment
         "eventbridge_events": m["eventbridge_events_64kb"] * p("eventbridge", "custom_event_64kb"),
         "eventbridge_archive": m["eventbridge_archive_bytes"] / GB * p("eventbridge", "archive_processing_gb"),
         "sqs": m["sqs_requests_64kb"] * p("sqs_standard", "request_64kb"),
-        "kinesis": (m["kinesis_ingested_bytes_billed"] / GB * p("kinesis_on_demand", "ingested_gb")
+        "kinesis": (m["kinesis_put_payload_units"] * p("kinesis_provisioned", "put_payload_unit_25kb")
+                    if stream.mode == "PROVISIONED" else
+                    m["kinesis_ingested_bytes_billed"] / GB * p("kinesis_on_demand", "ingested_gb")
                     + m["kinesis_retrieved_bytes"] / GB * p("kinesis_on_demand", "retrieved_gb")),
         "sns": m["sns_publishes_64kb"] * p("sns", "publish_64kb") + m["sns_sqs_deliveries"] * p("sns", "delivery_sqs"),
         "kms": m["kms_requests"] * p("kms", "request"),
@@ -179,7 +220,8 @@ def cost_model(measured: dict[str, Any], prices: dict[str, Any], monthly_payment
         "waf": m["api_requests"] * p("waf", "request"),
     }
     fixed_monthly = {
-        "kinesis_stream_hours": HOURS_PER_MONTH * p("kinesis_on_demand", "stream_hour"),
+        "kinesis_stream_hours": HOURS_PER_MONTH * (stream.shards * p("kinesis_provisioned", "shard_hour")
+                                                   if stream.mode == "PROVISIONED" else p("kinesis_on_demand", "stream_hour")),
         "kms_key": m["kms_keys"] * p("kms", "key_month"),
         "kms_cached_data_key_calls": KMS_CACHED_KEY_CALLS_MONTH * p("kms", "request"),
         "secrets": m["secrets"] * p("secrets_manager", "secret_month"),
@@ -202,7 +244,7 @@ def cost_model(measured: dict[str, Any], prices: dict[str, Any], monthly_payment
 MEASURED_FIELDS = (
     "lambda_invocations", "lambda_gb_seconds", "api_requests", "dynamodb_write_units", "dynamodb_read_units",
     "dynamodb_stream_billed_reads", "eventbridge_events_64kb", "eventbridge_archive_bytes", "sqs_requests_64kb",
-    "kinesis_ingested_bytes_billed", "kinesis_retrieved_bytes", "sns_publishes_64kb", "sns_sqs_deliveries",
+    "kinesis_ingested_bytes_billed", "kinesis_retrieved_bytes", "kinesis_put_payload_units", "sns_publishes_64kb", "sns_sqs_deliveries",
     "kms_requests", "secrets_manager_calls", "ssm_get_parameter_calls", "cloudwatch_put_metric_data_calls",
     "log_bytes", "xray_traces", "kms_keys", "secrets", "alarms", "custom_metrics", "waf_rules", "sqs_mappings",
 )
@@ -676,6 +718,7 @@ def analyse(outputs: dict, payments: int, clients: int, batch_seconds: float, id
         "sqs_requests_64kb": sqs_requests,
         "kinesis_ingested_bytes_billed": sum(math.ceil(b / 1024) * 1024 for b in kinesis_bytes) / payments,
         "kinesis_retrieved_bytes": sum(kinesis_bytes) / payments,
+        "kinesis_put_payload_units": sum(math.ceil(b / KINESIS_PUT_PAYLOAD_UNIT_BYTES) for b in kinesis_bytes) / payments,
         "sns_publishes_64kb": sum(n for op, n in all_function_ops.items() if op in ("sns.Publish",)) / payments
                               + sum(n for op, n in all_function_ops.items() if op == "sns.PublishBatch") / payments,
         "sns_sqs_deliveries": count("notifier", "sns.Publish") / payments,
@@ -704,12 +747,13 @@ def analyse(outputs: dict, payments: int, clients: int, batch_seconds: float, id
     }
 
 
-def report(result: dict[str, Any], prices: dict[str, Any], monthly_payments: int) -> dict[str, Any]:
+def report(result: dict[str, Any], prices: dict[str, Any], monthly_payments: int,
+           stream: StreamCapacity = StreamCapacity()) -> dict[str, Any]:
     payments = result["payments"]
     per_function = {app: round(sum(ops.values()) / payments, 2) for app, ops in sorted(result["function_ops"].items())}
     total = sum(result["all_function_ops"].values()) / payments
-    model = cost_model(result["measured"], prices, monthly_payments, "arm64")
-    model_x86 = cost_model(result["measured"], prices, monthly_payments, "x86_64")
+    model = cost_model(result["measured"], prices, monthly_payments, "arm64", stream)
+    model_x86 = cost_model(result["measured"], prices, monthly_payments, "x86_64", stream)
     poller_total = sum(result["pollers"].values()) / payments
     rt = result["round_trips"]
     return {
@@ -763,7 +807,8 @@ def report(result: dict[str, Any], prices: dict[str, Any], monthly_payments: int
         "reference_aws_requests": REFERENCE_REQUESTS, "goal_aws_requests": GOAL_REQUESTS,
         "goal_sequential_round_trips": GOAL_ROUND_TRIPS,
         "prices_as_of": prices["as_of"], "prices_region": prices["region"],
-        "assumptions": ASSUMPTIONS + [
+        "kinesis_fraud_stream": stream.describe(),
+        "assumptions": ASSUMPTIONS + [kinesis_assumption(stream)] + [
             f"fixed monthly charges amortized over {monthly_payments:,} payments a month",
             f"API access logs: {ACCESS_LOG_BYTES} bytes per request (the stage's 17-field JSON format)"],
         "round_trip_analysis": ROUND_TRIP_ANALYSIS,
@@ -805,8 +850,6 @@ ASSUMPTIONS = [
     "calls + the pollers' receives/deletes beyond their idle rate; idle long polling is a fixed monthly figure "
     "(5 pollers x one 20 s long poll per mapping)",
     "SNS payment-notifications delivered to one SQS subscriber (free); other protocols cost more per delivery",
-    "Kinesis fraud stream ON_DEMAND (prod/staging tfvars): data in billed per record rounded up to 1 KB, data "
-    "retrieved by one standard consumer (the scorer) per byte; the stream-hour charge is fixed monthly",
     "DynamoDB Streams read by Lambda triggers only (free); storage and PITR (per GB-month) not included",
     f"X-Ray active tracing: {XRAY_SAMPLED_FRACTION:.0%} of invocations recorded as traces (default sampling rule)",
     "KMS: one Decrypt per new Lambda environment (environment variables) and per Secrets Manager read; the "
@@ -816,6 +859,18 @@ ASSUMPTIONS = [
     "bytes per line + the API access log line; custom metrics from EMF (distinct metric and dimensions) fixed monthly",
     "WAF (prod): web ACL with a rate rule and two managed rule groups, priced per request and monthly",
 ]
+
+
+
+def kinesis_assumption(stream: StreamCapacity) -> str:
+    if stream.mode == "PROVISIONED":
+        return (f"Kinesis fraud stream PROVISIONED with {stream.shards} shard(s) (terraform/environments/prod/"
+                "terraform.tfvars): each record's PUT billed in 25 KB payload units, reads by one standard consumer "
+                "(the scorer) free; the shard-hours are fixed monthly")
+    return ("Kinesis fraud stream ON_DEMAND (terraform/environments/prod/terraform.tfvars): data in billed per record "
+            "rounded up to 1 KB, data retrieved by one standard consumer (the scorer) per byte; the stream-hour "
+            "charge is fixed monthly")
+
 
 ROUND_TRIP_ANALYSIS = {
     "where_they_go": [
@@ -862,6 +917,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--monthly-payments", type=int, default=1_000_000,
                         help="payments a month over which fixed monthly charges are amortized (default 1,000,000)")
     parser.add_argument("--prices", type=Path, default=DEFAULT_PRICES)
+    parser.add_argument("--tfvars", type=Path, default=PRICED_TFVARS,
+                        help="the environment whose Kinesis stream capacity is priced (default prod's terraform.tfvars)")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "bench" / "cost.json")
     args = parser.parse_args(argv)
     if args.payments < 1 or args.clients < 1 or args.sequential < 1 or args.monthly_payments < 1:
@@ -869,6 +926,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         prices = load_prices(args.prices)
+        stream = stream_capacity(args.tfvars)
         with bench_stack("bench_cost", args.outputs, args.own_stack) as outputs_path:
             outputs = json.loads(outputs_path.read_text())
             measured_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -877,7 +935,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_cost: {error}" if not str(error).startswith("bench_cost") else str(error), file=sys.stderr)
         return 1
     results = {"machine": f"{platform.node()} {platform.machine()} {platform.python_version()}",
-               "commit": _commit(), "measured_at": measured_at, **report(result, prices, args.monthly_payments)}
+               "commit": _commit(), "measured_at": measured_at, **report(result, prices, args.monthly_payments, stream)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from localdev import bench_cost
-from localdev.bench_cost import (PriceError, beyond_idle, cost_model, emf_metrics, load_prices, parse_reports,
-                                 split_dataplane)
+from localdev.bench_cost import (PriceError, StreamCapacity, beyond_idle, cost_model, emf_metrics, load_prices,
+                                 parse_reports, split_dataplane, stream_capacity)
 from localdev.emulator.extensions import (CapacityEstimate, RequestCounter, StoredItems, attribute_size, item_size,
                                           number_size, read_units, write_units)
 
@@ -104,6 +104,43 @@ def test_fixed_monthly_charges_are_amortized_over_the_stated_volume():
     assert model["fixed_per_payment"] == pytest.approx(monthly / 1000)
     assert model["total"] == pytest.approx(model["variable_total"] + monthly / 1000)
     assert cost_model(measured, prices, 10_000)["fixed_per_payment"] == pytest.approx(monthly / 10_000)
+
+
+def test_a_provisioned_stream_is_priced_by_shard_hours_and_put_payload_units_not_by_bytes():
+    measured = _measured(kinesis_ingested_bytes_billed=2 * 1024 ** 3, kinesis_retrieved_bytes=1024 ** 3,
+                         kinesis_put_payload_units=3)
+    prices = _prices(kinesis_on_demand__stream_hour=0.04, kinesis_on_demand__ingested_gb=1e7,
+                     kinesis_on_demand__retrieved_gb=1e8, kinesis_provisioned__shard_hour=0.015,
+                     kinesis_provisioned__put_payload_unit_25kb=1000)
+    provisioned = cost_model(measured, prices, 1, stream=StreamCapacity("PROVISIONED", 2))
+    assert provisioned["variable"]["kinesis"] == 3000
+    assert provisioned["fixed_monthly_usd"]["kinesis_stream_hours"] == pytest.approx(730 * 2 * 0.015)
+    on_demand = cost_model(measured, prices, 1)
+    assert on_demand["variable"]["kinesis"] == 2e7 + 1e8
+    assert on_demand["fixed_monthly_usd"]["kinesis_stream_hours"] == pytest.approx(730 * 0.04)
+
+
+@pytest.mark.parametrize("tfvars, expected", [
+    ('stream_mode = "ON_DEMAND"\n', StreamCapacity()),
+    ('stream_mode        = "PROVISIONED"\nstream_shard_count = 2\n', StreamCapacity("PROVISIONED", 2)),
+])
+def test_the_stream_capacity_is_read_from_the_environments_tfvars(tmp_path, tfvars, expected):
+    path = tmp_path / "terraform.tfvars"
+    path.write_text('environment = "prod"\n' + tfvars)
+    assert stream_capacity(path) == expected
+
+
+@pytest.mark.parametrize("tfvars", ['stream_mode = "PROVISIONED"\n', 'region = "us-east-1"\n', "stream_mode = [\n"])
+def test_a_tfvars_without_a_usable_stream_capacity_is_a_price_error(tmp_path, tfvars):
+    path = tmp_path / "terraform.tfvars"
+    path.write_text(tfvars)
+    with pytest.raises(PriceError, match="terraform.tfvars"):
+        stream_capacity(path)
+
+
+def test_the_priced_environment_is_prod_as_committed():
+    prod = stream_capacity(bench_cost.PRICED_TFVARS)
+    assert bench_cost.PRICED_TFVARS.parent.name == "prod" and prod.mode in ("ON_DEMAND", "PROVISIONED")
 
 
 def test_the_model_refuses_measurements_missing_a_figure():

@@ -14,7 +14,12 @@ kms_deletion_window_in_days     = 30
 secrets_recovery_window_in_days = 30
 log_retention_in_days           = 90
 archive_retention_days          = 30
-stream_mode                     = "ON_DEMAND"
+# The fraud stream carries one record per payment. One provisioned shard takes 1,000 records/s (1 MB/s),
+# twenty times the API's default usage plan (50 requests/s), for ~$11 a month against ~$29 for an on-demand
+# stream. `<prefix>-stream-write-throttled-fraud` fires if writes outgrow it (docs/runbooks/stream-throughput.md):
+# raise stream_shard_count, or set stream_mode = "ON_DEMAND" (and no shard count) for spiky traffic.
+stream_mode        = "PROVISIONED"
+stream_shard_count = 1
 
 # WAF web ACL on the API stage: a client IP over this many requests per 5 minutes is blocked (plus the AWS
 # managed rule groups). Keep it above the busiest legitimate caller: a merchant backend, Stripe's webhooks.

@@ -39,6 +39,28 @@ resource "aws_cloudwatch_metric_alarm" "iterator_age" {
   tags                = var.tags
 }
 
+# A provisioned Kinesis stream refusing writes: its shards take 1,000 records or 1 MB per second each.
+# The outbox relay retries the refused records (nothing is lost), so one busy minute is not an incident;
+# three in a row mean the stream is too small for the traffic and fraud scoring falls behind.
+resource "aws_cloudwatch_metric_alarm" "stream_write_throttled" {
+  for_each = var.provisioned_streams
+
+  alarm_name          = "${var.name_prefix}-stream-write-throttled-${each.key}"
+  alarm_description   = "The provisioned Kinesis stream ${each.value} refused writes for 3 periods in a row: its shards are too few for the traffic. The outbox relay retries the refused records, so fraud scoring lags but nothing is lost. Add shards (stream_shard_count) or switch stream_mode to ON_DEMAND. Runbook: docs/runbooks/stream-throughput.md"
+  namespace           = "AWS/Kinesis"
+  metric_name         = "WriteProvisionedThroughputExceeded"
+  dimensions          = { StreamName = each.value }
+  statistic           = "Sum"
+  period              = var.period_seconds
+  evaluation_periods  = 3
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = 0
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = var.alarm_action_arns
+  ok_actions          = var.alarm_action_arns
+  tags                = var.tags
+}
+
 # The Stripe circuit breaker opened (or reopened after a failed probe): payments are being parked and
 # refunds refused until Stripe answers again. The functions that share the breaker emit the EMF metric
 # (StripeBreakerOpened, Count) in their own Powertools namespace with their `service` dimension, so each

@@ -18,6 +18,11 @@ output "iterator_age_alarm_arns" {
   value       = { for k, a in aws_cloudwatch_metric_alarm.iterator_age : k => a.arn }
 }
 
+output "stream_write_throttled_alarm_names" {
+  description = "Names of the provisioned streams' write-throttling alarms by key."
+  value       = { for k, a in aws_cloudwatch_metric_alarm.stream_write_throttled : k => a.alarm_name }
+}
+
 output "breaker_open_alarm_name" {
   description = "Name of the Stripe breaker-open alarm (null without breaker_open_alarm)."
   value       = one(aws_cloudwatch_metric_alarm.breaker_open[*].alarm_name)

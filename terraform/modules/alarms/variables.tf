@@ -1,5 +1,5 @@
 variable "name_prefix" {
-  description = "Prefix of every alarm name: <prefix>-dlq-<key>, <prefix>-iterator-age-<key>, <prefix>-stripe-breaker-open."
+  description = "Prefix of every alarm name: <prefix>-dlq-<key>, <prefix>-iterator-age-<key>, <prefix>-stream-write-throttled-<key>, <prefix>-stripe-breaker-open."
   type        = string
 }
 
@@ -21,6 +21,12 @@ variable "iterator_age_alarms" {
     condition     = alltrue([for a in values(var.iterator_age_alarms) : a.threshold_seconds >= 1 && a.evaluation_periods >= 1])
     error_message = "threshold_seconds and evaluation_periods must be at least 1."
   }
+}
+
+variable "provisioned_streams" {
+  description = "PROVISIONED Kinesis streams to watch, by a static key: stream name. The alarm fires when writes are refused (WriteProvisionedThroughputExceeded) for 3 periods in a row. Leave ON_DEMAND streams out: they scale themselves."
+  type        = map(string)
+  default     = {}
 }
 
 variable "alarm_action_arns" {

@@ -692,6 +692,8 @@ module "alarms" {
     # The outbox relay on the transactions table's DynamoDB stream: its lag delays every event on the bus.
     outbox-relay = { function_name = module.functions["outbox_relay"].function_name, threshold_seconds = 60 }
   }
+  # A provisioned fraud stream has a fixed write capacity; an on-demand one scales itself.
+  provisioned_streams = var.stream_mode == "PROVISIONED" ? { fraud = module.streaming.stream_name } : {}
   breaker_open_alarm = {
     namespace   = local.metrics_namespace
     metric_name = "StripeBreakerOpened"

@@ -144,3 +144,31 @@ run "a_breaker_alarm_without_services_is_refused" {
 
   expect_failures = [var.breaker_open_alarm]
 }
+
+run "a_provisioned_stream_is_alarmed_when_its_writes_are_refused" {
+  command = plan
+
+  variables {
+    provisioned_streams = { fraud = "paystream-test-fraud" }
+  }
+
+  assert {
+    condition = (
+      aws_cloudwatch_metric_alarm.stream_write_throttled["fraud"].namespace == "AWS/Kinesis"
+      && aws_cloudwatch_metric_alarm.stream_write_throttled["fraud"].metric_name == "WriteProvisionedThroughputExceeded"
+      && aws_cloudwatch_metric_alarm.stream_write_throttled["fraud"].dimensions["StreamName"] == "paystream-test-fraud"
+      && aws_cloudwatch_metric_alarm.stream_write_throttled["fraud"].threshold == 0
+      && aws_cloudwatch_metric_alarm.stream_write_throttled["fraud"].alarm_actions == toset(var.alarm_action_arns)
+    )
+    error_message = "a provisioned stream's refused writes must reach the ops topic"
+  }
+}
+
+run "no_stream_alarm_by_default" {
+  command = plan
+
+  assert {
+    condition     = length(aws_cloudwatch_metric_alarm.stream_write_throttled) == 0
+    error_message = "ON_DEMAND streams (none given) get no throughput alarm"
+  }
+}
