@@ -247,6 +247,8 @@ def plot(bench_dir: Path, res: dict[str, Any], samples: dict[str, list[float]]) 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
 
+    from paystream_ops.gaps import percentile
+
     written = []
     series = [(key, label) for key, label in (("post_ms", "POST /payments"), ("terminal_ms", "POST → terminal state"))
               if samples.get(key)]
@@ -255,7 +257,7 @@ def plot(bench_dir: Path, res: dict[str, Any], samples: dict[str, list[float]]) 
         for ax, (key, label) in zip(axes[0], series):
             values = sorted(samples[key])
             ax.hist(values, bins=40, color="#4c72b0")
-            p95 = values[min(len(values) - 1, int(round(0.95 * (len(values) - 1))))]
+            p95 = percentile(values, 0.95)  # the load bench's own percentile, so the label matches load.json
             ax.axvline(p95, color="#c44e52", linestyle="--", label=f"p95 {p95:,.0f} ms")
             ax.set_title(f"{label} (n={len(values)})")
             ax.set_xlabel("ms")
