@@ -1,7 +1,9 @@
 """POST /payments — idempotent payment initiation (DESIGN.md §2).
 
-Thin: checks the HTTP request, then runs the payment service under Powertools idempotency keyed by
-the caller's API key and the Idempotency-Key header, with the request as the payload to validate.
+Thin: checks the HTTP request, then runs the payment service, keyed by the caller's API key and the
+Idempotency-Key header. Not Powertools idempotency (refunds keep it): the request's idempotency record
+rides in the event store's two transactions, so a new payment costs 2 sequential AWS round trips, not 4
+(docs/payments-core.md, "Idempotency"; issue 8's goal).
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.utilities.idempotency import idempotent_function
 from aws_lambda_powertools.metrics import MetricUnit
 
-from paystream.adapters.wiring import dynamodb_client, payment_service
-from paystream.api import (ApiError, body_text, caller_identity, idempotency_key, idempotency_refusals,
-                           idempotent_command, parse_json_body, request_idempotency)
+from paystream.adapters.wiring import payment_service
+from paystream.api import (ApiError, body_text, caller_identity, idempotency_key, idempotency_key_reused,
+                           idempotency_refusals, parse_json_body, request_in_progress)
 from paystream.config import Settings
 from paystream.models import PaymentRequest
-from paystream.payments import PaymentService, transaction_id_for
+from paystream.payments import PaymentService, RequestInProgress, RequestMismatch, transaction_id_for
 
 logger = Logger()
 # EMF metrics (namespace from POWERTOOLS_METRICS_NAMESPACE). No Powertools Tracer here: Lambda's
@@ -27,8 +28,7 @@ logger = Logger()
 # to this function's cold start (docs/payments-core.md, "Cold start").
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "paystream"))
 app = APIGatewayRestResolver()
-settings = Settings.from_env(require=("idempotency_table", "stripe_api_key_secret_id", "parked_queue_url"))
-persistence, idempotency_config = request_idempotency(settings.idempotency_table, dynamodb_client())
+settings = Settings.from_env(require=("stripe_api_key_secret_id", "parked_queue_url"))
 
 
 # Local fault drills: with FAULT_INJECTION_ENABLED, a request carrying `X-Paystream-Fault: <point>`
@@ -46,12 +46,6 @@ def _fault_point(point: str) -> None:
 @functools.cache
 def service() -> PaymentService:
     return payment_service(settings, fault_point=_fault_point if settings.fault_injection_enabled else None)
-
-
-@idempotent_function(data_keyword_argument="command", persistence_store=persistence, config=idempotency_config)
-def initiate(command: dict) -> dict:
-    result = service().initiate(command["transaction_id"], PaymentRequest.model_validate(command["request"]))
-    return {"status_code": result.status_code, "body": result.body}
 
 
 # What each answer counts as; a dashboard adds them up per minute.
@@ -78,23 +72,33 @@ def create_payment() -> Response:
     logger.append_keys(transaction_id=transaction_id)
     logger.set_correlation_id(transaction_id)  # the payment's id correlates every log line
     try:
-        with idempotency_refusals():
-            outcome = initiate(command=idempotent_command(
-                caller, key, request.model_dump(mode="json", exclude_none=True), transaction_id=transaction_id))
+        with idempotency_refusals():  # AWS throttling beyond the SDK's retries -> 503 with Retry-After
+            try:
+                outcome = service().initiate(transaction_id, request, in_progress_ms=_remaining_ms())
+            except RequestInProgress:
+                raise request_in_progress() from None
+            except RequestMismatch:
+                raise idempotency_key_reused() from None
     except ApiError as error:
         return _json(error.status_code, error.body(), error.headers or None)  # Retry-After on a 503
-    if outcome.get("replayed"):
+    if outcome.replayed:
         # DESIGN.md §2: the same key and body again answer 200 with the original response body.
-        logger.info("payment request replayed", extra={"status": outcome["body"]["status"]})
-        return _json(200, outcome["body"], {"Idempotent-Replayed": "true"})
-    logger.info("payment initiated", extra={"status": outcome["body"]["status"]})
-    if outcome["body"]["status"] == "failed":
+        logger.info("payment request replayed", extra={"status": outcome.body["status"]})
+        return _json(200, outcome.body, {"Idempotent-Replayed": "true"})
+    logger.info("payment initiated", extra={"status": outcome.body["status"]})
+    if outcome.body["status"] == "failed":
         metrics.add_metric(name="PaymentsFailed", unit=MetricUnit.Count, value=1)
-    return _json(outcome["status_code"], outcome["body"])
+    return _json(outcome.status_code, outcome.body)
+
+
+def _remaining_ms() -> int:
+    """How long this attempt can still run: Lambda stops it at its timeout, so a record still in progress
+    after that belongs to a dead attempt and the same key may take it over (Powertools' rule too)."""
+    context = app.lambda_context
+    return context.get_remaining_time_in_millis() if context is not None else 60_000
 
 
 @logger.inject_lambda_context(correlation_id_path="requestContext.requestId")
 @metrics.log_metrics
 def handler(event, context):
-    idempotency_config.register_lambda_context(context)
     return app.resolve(event, context)

@@ -834,8 +834,8 @@ HOW = {
                                    "intervals, not AWS's: see the idle rate and the figures beyond idle",
     "sequential_round_trips_initiate": "AWS requests initiate_payment made for one POST /payments at a time on a warm "
                                        "function (its per-app counter before and after each), median; every one is "
-                                       "sequential: the handler issues them in turn (paystream.payments, Powertools "
-                                       "idempotency: no concurrent calls)",
+                                       "sequential: the handler issues them in turn (paystream.payments: no "
+                                       "concurrent calls)",
     "stripe_calls_before_answer": "Stripe API requests localstripe's access log shows during each of those POSTs, median",
     "cost_per_payment_usd": "variable cost per payment (prices x measured figures, arm64 Lambda) plus the fixed "
                             "monthly charges amortized over monthly_payments_for_fixed_costs",
@@ -874,26 +874,21 @@ def kinesis_assumption(stream: StreamCapacity) -> str:
 
 ROUND_TRIP_ANALYSIS = {
     "where_they_go": [
-        "1. dynamodb.PutItem (idempotency table): Powertools idempotency saves the key as INPROGRESS",
-        "2. dynamodb.TransactWriteItems (transactions): payment.created event + projection (store first)",
+        "1. dynamodb.TransactWriteItems (transactions): payment.created event + projection + the request's "
+        "idempotency record (sk IDEMPOTENCY, in progress, body hash, deadline); a repeated key cancels it",
         "   -- Stripe: one PaymentIntent create with confirm=true (idempotency key from the transaction id)",
-        "3. dynamodb.TransactWriteItems (transactions): payment.succeeded/processing/... + projection + PaymentIntent link",
-        "4. dynamodb.UpdateItem (idempotency table): Powertools saves the response as COMPLETED",
+        "2. dynamodb.TransactWriteItems (transactions): payment.succeeded/processing/... + projection + PaymentIntent "
+        "link + the idempotency record completed with the answer",
         "(+ dynamodb.GetItem of the circuit breaker state when its 2 s cache (BREAKER_CLOSED_CACHE_SECONDS) expired)",
+        "A repeated key: the cancelled first transaction, then one GetItem of the record -> 200 replay, 409 in "
+        "flight, 422 other body (docs/payments-core.md, \"Idempotency of POST /payments\")",
     ],
-    "to_reach_2": [
-        "Fold the idempotency record into the event store: the first TransactWriteItems also puts "
-        "IDEMPOTENCY#<caller, key> (attribute_not_exists, with the request hash) next to payment.created; the "
-        "transaction id is already derived from caller + key, so that transaction alone detects a retry "
-        "(TransactionCanceled on the event/idempotency item -> read the projection and answer from it, 409 while "
-        "it has no PaymentIntent yet and the item is recent, 422 if the hash differs). Drops PutItem #1.",
-        "Let the second TransactWriteItems complete the idempotency item (status COMPLETED + response) in the "
-        "same transaction as the outcome event. Drops UpdateItem #4. Result: 2 AWS round trips + 1 Stripe call.",
-        "Keep the breaker read off the hot path: a longer closed-state cache or refreshing it after answering.",
-        "Cost of the change: Powertools' idempotency utility is replaced by the store's own (replays must "
-        "return the stored body with Idempotent-Replayed; the 409/422 semantics re-implemented and re-tested); "
-        "TransactWriteItems items are 2 WRU/KB, so the idempotency writes cost 2 WRU each instead of 1 but two "
-        "requests and ~2 round trips less.",
+    "before": "4 round trips until the idempotency record moved into the event store's transactions: Powertools "
+              "idempotency's PutItem (INPROGRESS) and UpdateItem (COMPLETED) on the idempotency table around the "
+              "same two transactions",
+    "left": [
+        "The breaker read is on the hot path whenever its 2 s closed-state cache expired (a third round trip in "
+        "about one request in ten here): a longer cache or a refresh after answering would remove it.",
     ],
 }
 

@@ -74,15 +74,15 @@ locals {
       memory_size = 512
       timeout     = 15
       layers      = ["core", "deps"]
+      # No IDEMPOTENCY_TABLE: POST /payments keeps its idempotency record in the transactions table, inside
+      # the event store's transactions (docs/payments-core.md, "Idempotency"); EventStore grants cover it.
       environment = merge(local.stripe_caller_environment, {
-        IDEMPOTENCY_TABLE       = module.data.idempotency_table_name
         CAPTURE_MODE            = var.capture_mode
         POWERTOOLS_SERVICE_NAME = "initiate_payment"
         # Local drills only: lets the e2e suite crash the function at a chosen point (X-Paystream-Fault).
         FAULT_INJECTION_ENABLED = tostring(var.fault_injection_enabled)
       })
       iam_statements = concat(local.stripe_caller_statements, [
-        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
         { sid = "ParkPayments", actions = ["sqs:SendMessage"], resources = [module.queues.queue_arns["parked-payments"]] },
       ])
       # API Gateway checks the body's shape against the model generated from PaymentRequest

@@ -89,8 +89,9 @@ def caller_identity(request_context: Mapping[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- idempotent API requests
-# What every POST with an Idempotency-Key shares (POST /payments, POST /payments/{id}/refunds): Powertools
-# idempotency keyed by the caller's API key id and the header, the request as the payload to validate.
+# What every POST with an Idempotency-Key shares: keyed by the caller's API key id and the header, the request
+# as the payload to validate. POST /payments/{id}/refunds runs under Powertools idempotency (below); POST
+# /payments keeps its record in the event store's transactions (paystream.payments) and shares the answers.
 
 IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
 
@@ -138,6 +139,14 @@ def aws_throttled(exc: BaseException | None) -> bool:
     return False
 
 
+def request_in_progress() -> ApiError:
+    return ApiError(409, "request_in_progress", "a request with this Idempotency-Key is still being processed: retry shortly")
+
+
+def idempotency_key_reused() -> ApiError:
+    return ApiError(422, "idempotency_key_reused", "this Idempotency-Key was used with a different request body: use a new key")
+
+
 class idempotency_refusals:  # noqa: N801 - used as a `with` statement, like contextlib's helpers
     """Powertools' refusals as API errors: the same key still in flight → 409, with another body → 422.
     And AWS throttling that outlasted the SDK's retries → 503 with Retry-After, not a bare 502: the request
@@ -157,11 +166,9 @@ class idempotency_refusals:  # noqa: N801 - used as a `with` statement, like con
         )
 
         if isinstance(exc, IdempotencyAlreadyInProgressError):
-            raise ApiError(409, "request_in_progress",
-                           "a request with this Idempotency-Key is still being processed: retry shortly") from None
+            raise request_in_progress() from None
         if isinstance(exc, IdempotencyValidationError):
-            raise ApiError(422, "idempotency_key_reused",
-                           "this Idempotency-Key was used with a different request body: use a new key") from None
+            raise idempotency_key_reused() from None
         if aws_throttled(exc):
             logging.getLogger(__name__).warning("AWS throttled the request beyond the SDK's retries; answered 503: %s", exc)
             raise ApiError(503, "service_unavailable",

@@ -8,7 +8,8 @@ append sequence N: DynamoDB cancels one of the transactions and that writer gets
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, Sequence
 
 from paystream.models import PaymentEvent, Projection, Status
@@ -17,6 +18,12 @@ PROJECTION_SK = "PROJECTION"
 # The sparse GSI of projections by status (terraform/modules/data), sort key created_at.
 STATUS_INDEX = "by-status"
 PAYMENT_INTENT_LINK_SK = "LINK"
+# POST /payments' idempotency record, under the payment's partition (docs/payments-core.md, "Idempotency").
+# Its item_type is neither event nor projection: the relay's stream filter, rebuild, reconcile, the
+# zero-loss audit and GET /payments all select items by item_type or by sk, so they never see it.
+REQUEST_SK = "IDEMPOTENCY"
+REQUEST_IN_PROGRESS = "INPROGRESS"
+REQUEST_COMPLETED = "COMPLETED"
 _CONFLICT_REASONS = {"ConditionalCheckFailed", "TransactionConflict"}
 
 
@@ -33,6 +40,64 @@ class ConditionalPut:
     item: dict[str, Any]
     condition: str
     values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """What POST /payments remembers of a request, keyed like the payment (caller + Idempotency-Key).
+
+    In progress until `in_progress_until` (epoch ms: the function's deadline, after which the attempt is surely
+    dead); completed with the answer to replay. `expires_at` (epoch s) is the table's TTL attribute: after it
+    the key is forgotten, as Powertools' records were."""
+
+    transaction_id: str
+    request_hash: str
+    expires_at: int
+    in_progress_until: int
+    status: str = REQUEST_IN_PROGRESS
+    status_code: int | None = None
+    response: dict[str, Any] | None = None
+
+    def completed(self, status_code: int, response: dict[str, Any]) -> "RequestRecord":
+        return replace(self, status=REQUEST_COMPLETED, status_code=status_code, response=response)
+
+    def expired(self, now: float) -> bool:
+        return self.expires_at <= now
+
+
+def request_item(record: RequestRecord) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "pk": partition_key(record.transaction_id),
+        "sk": REQUEST_SK,
+        "item_type": "idempotency",
+        "idempotency_status": record.status,
+        "request_hash": record.request_hash,
+        "expires_at": record.expires_at,
+        "in_progress_until": record.in_progress_until,
+    }
+    if record.response is not None:
+        # One JSON string: replayed byte for byte (nulls and numbers as they were), never indexed.
+        item |= {"status_code": record.status_code, "response": json.dumps(record.response, sort_keys=True)}
+    return item
+
+
+def request_record(item: dict[str, Any]) -> RequestRecord:
+    response = item.get("response")
+    return RequestRecord(
+        transaction_id=str(item["pk"]).removeprefix("TXN#"),
+        request_hash=item["request_hash"],
+        expires_at=int(item["expires_at"]),
+        in_progress_until=int(item["in_progress_until"]),
+        status=item["idempotency_status"],
+        status_code=None if item.get("status_code") is None else int(item["status_code"]),
+        response=None if response is None else json.loads(response),
+    )
+
+
+def _request_put(record: RequestRecord, now: float) -> ConditionalPut:
+    """The record written over no record, an expired one or one of the same request (never another body's)."""
+    return ConditionalPut(request_item(record), "attribute_not_exists(pk) OR request_hash = :request_hash OR "
+                          "expires_at <= :now", {":request_hash": record.request_hash, ":now": int(now)})
 
 
 class TransactionCancelled(Exception):
@@ -67,6 +132,10 @@ class ConcurrentAppendError(EventStoreError):
 
 class PaymentExistsError(ConcurrentAppendError):
     """A payment with this transaction id is already stored."""
+
+
+class RequestRecorded(PaymentExistsError):
+    """A live idempotency record of this transaction id is stored: another attempt with the same key came first."""
 
 
 class PaymentNotFound(EventStoreError, LookupError):
@@ -112,15 +181,25 @@ class EventStore:
     def __init__(self, table: TransactionsTable):
         self._table = table
 
-    def create(self, projection: Projection, first_event: PaymentEvent, *later_events: PaymentEvent) -> None:
-        """Store a new payment: its first event(s) and projection, in one round trip."""
+    def create(self, projection: Projection, first_event: PaymentEvent, *later_events: PaymentEvent,
+               request: RequestRecord | None = None, now: float = 0.0) -> None:
+        """Store a new payment: its first event(s) and projection, in one round trip.
+
+        `request`: the POST's idempotency record, put in the same transaction only if no live one is stored
+        (expired at `now`, epoch s, counts as none); RequestRecorded if one is, PaymentExistsError if only
+        the payment is (its record expired)."""
         events = [first_event, *later_events]
         _check_write(projection, 0, events)
         puts = [ConditionalPut(event_item(e), "attribute_not_exists(pk)") for e in events]
         puts.append(ConditionalPut(projection_item(projection), "attribute_not_exists(pk)"))
+        if request is not None:
+            puts.append(ConditionalPut(request_item(request), "attribute_not_exists(pk) OR expires_at <= :now",
+                                       {":now": int(now)}))
         try:
             self._table.transact_put(puts, token=first_event.event_id)
         except TransactionCancelled as exc:
+            if request is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+                raise RequestRecorded(f"payment {projection.transaction_id}: its request is recorded") from exc
             raise _cancelled(exc, PaymentExistsError(f"payment {projection.transaction_id} already exists")) from exc
 
     def append(
@@ -131,6 +210,8 @@ class EventStore:
         new_projection: Projection,
         *,
         link_payment_intent: str | None = None,
+        request: RequestRecord | None = None,
+        now: float = 0.0,
     ) -> None:
         """Append events after `expected_last_sequence` and replace the projection, in one round trip.
 
@@ -138,10 +219,13 @@ class EventStore:
         and at that same sequence (a rebuild that catches a projection up uses `replace_projection`).
         `link_payment_intent`: a PaymentIntent id this write records for the first time; the same
         transaction stores its link to the payment, so a webhook that names only the PaymentIntent
-        (charges, disputes) finds the payment."""
+        (charges, disputes) finds the payment.
+        `request`: POST /payments' idempotency record, completed by the same transaction (see `complete_request`)."""
         if new_projection.transaction_id != transaction_id:
             raise ValueError(f"projection of {new_projection.transaction_id} passed for {transaction_id}")
         puts = append_puts(expected_last_sequence, events, new_projection)
+        if request is not None:
+            puts.append(_request_put(request, now))
         if link_payment_intent:
             # Written again by a retried append: only a link to ANOTHER payment is refused.
             puts.append(ConditionalPut(payment_intent_link_item(link_payment_intent, transaction_id),
@@ -215,6 +299,38 @@ class EventStore:
         GSI is eventually consistent, so a payment that just moved may still be listed or missing)."""
         items = self._table.query_index(STATUS_INDEX, "status_pk", f"STATUS#{Status(status).value}")
         return [Projection.model_validate(item) for item in items]
+
+    def get_request(self, transaction_id: str) -> RequestRecord | None:
+        """POST /payments' idempotency record of the payment (one consistent GetItem), if stored."""
+        item = self._table.get_item(partition_key(transaction_id), REQUEST_SK)
+        return None if item is None else request_record(item)
+
+    def complete_request(self, record: RequestRecord, now: float) -> None:
+        """Write `record` (completed) on its own: for an answer no event append carried. Refused
+        (ConcurrentAppendError) only where a live record of another body is stored."""
+        try:
+            self._table.transact_put([_request_put(record, now)])
+        except TransactionCancelled as exc:
+            raise _cancelled(exc, ConcurrentAppendError(
+                f"payment {record.transaction_id}: another request's record is stored")) from exc
+
+    def take_over_request(self, seen: RequestRecord, record: RequestRecord) -> bool:
+        """Replace an in-progress record whose attempt is over (`seen`, as read) with `record`; False when
+        another attempt changed it first (took it over, or completed it)."""
+        try:
+            self._table.transact_put([ConditionalPut(
+                request_item(record), "idempotency_status = :in_progress AND in_progress_until = :seen",
+                {":in_progress": REQUEST_IN_PROGRESS, ":seen": seen.in_progress_until})])
+        except TransactionCancelled as exc:
+            if _CONFLICT_REASONS & set(exc.reasons):
+                return False
+            raise EventStoreError(f"the transactions table cancelled the write: {exc.reasons}") from exc
+        return True
+
+    def release_request(self, record: RequestRecord) -> bool:
+        """Mark this attempt's in-progress record as over now (in_progress_until 0), so the same key may
+        retry at once; False when it is no longer this attempt's (completed, or taken over)."""
+        return self.take_over_request(record, replace(record, in_progress_until=0))
 
     def find_transaction_id(self, payment_intent_id: str) -> str | None:
         """The payment a PaymentIntent belongs to, from the link its first recording wrote (1 GetItem)."""
