@@ -91,11 +91,12 @@ def aws(monkeypatch):
 
 def new_payment(events: EventStore, transaction_id: str, customer_id: str = "cus_1", amount: int = 5000,
                 device_id: str | None = "dev-1", ip_address: str | None = "203.0.113.9",
-                occurred_at: datetime = NOW):
+                occurred_at: datetime = NOW, capture_method: str = "automatic"):
     """A payment stored as initiate_payment stores it; returns the fraud-stream record data the relay writes."""
     request = PaymentRequest(amount=amount, currency="usd", customer_id=customer_id, payment_method_id="pm_1",
                              order_id=f"o-{transaction_id}", device_id=device_id, ip_address=ip_address, country="US")
-    first = created_event(transaction_id, request, occurred_at=occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    first = created_event(transaction_id, request, occurred_at=occurred_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+                          capture_method=capture_method)
     events.create(apply(None, first), first)
     return json.dumps(first.to_bus_detail())
 
@@ -142,6 +143,17 @@ def test_put_writes_profiles_and_appends_fraud_scored_in_one_transaction(aws):
     assert scored.detail == SCORE.to_detail()
     assert projection.risk_score == 75 and projection.last_sequence == 2 and projection.status == "created"
     assert store.get_many(["CUSTOMER#cus_1"])["CUSTOMER#cus_1"].version == 1
+
+
+def test_fraud_scored_says_a_risk_gated_payment_s_capture_method_for_the_capture_rule(aws):
+    # terraform/modules/platform rule fraud-cleared matches capture_method "manual": automatic payments never
+    # reach capture_payment, risk-gated ones must.
+    store, events = aws["store"], aws["events"]
+    for transaction_id, capture_method in (("tx-auto", "automatic"), ("tx-gated", "manual")):
+        data = new_payment(events, transaction_id, customer_id=f"cus-{transaction_id}", capture_method=capture_method)
+        store.put(a_write(data, score=SCORE, related=store.get_many([projection_key(transaction_id)])))
+    assert events.load("tx-auto")[1][1].detail == SCORE.to_detail()
+    assert events.load("tx-gated")[1][1].detail == {**SCORE.to_detail(), "capture_method": "manual"}
 
 
 def test_a_stale_profile_version_is_a_conflict_and_writes_nothing(aws):

@@ -17,7 +17,7 @@ from moto import mock_aws
 from paystream.adapters.inbox import DynamoDBWebhookInbox
 from paystream.adapters.publishers import EventBusPublisher, FraudStreamPublisher, RelayMarks
 from paystream.fraud import parse_payment
-from paystream.relay import MAX_PUT_EVENTS_BYTES, OutboxRelay
+from paystream.relay import MAX_PUT_EVENTS_BYTES, Mark, OutboxRelay
 from paystream.webhooks import parse_event
 
 REGION = "us-east-1"
@@ -82,11 +82,12 @@ class Platform:
         self.seq = 0
         self.delivered: list[dict] = []
 
-    def relay(self, events=None, kinesis=None, **options) -> OutboxRelay:
+    def relay(self, events=None, kinesis=None, ddb=None, **options) -> OutboxRelay:
         self.sleeps: list[float] = []
         return OutboxRelay(EventBusPublisher(events or self.events, BUS),
                            FraudStreamPublisher(kinesis or self.kinesis, STREAM),
-                           RelayMarks(self.ddb, TABLE), sleep=self.sleeps.append, **options)
+                           RelayMarks(ddb or self.ddb, TABLE, sleep=self.sleeps.append), sleep=self.sleeps.append,
+                           **options)
 
     def store_event(self, transaction_id: str, sequence: int, event_type: str = "payment.created",
                     customer_id: str = "cus_1", source: str = "paystream.payments", detail: dict | None = None) -> dict:
@@ -397,10 +398,11 @@ def test_an_item_missing_event_fields_is_reported_with_what_is_missing(platform)
     assert len(outcome.failures) == 1 and "lacks customer_id" in outcome.failures[0].reason
 
 
-def test_marks_never_create_a_missing_item(platform):
+def test_marks_never_create_a_missing_inbox_item(platform):
     marks = RelayMarks(platform.ddb, TABLE)
-    assert marks.mark({"pk": "TXN#gone", "sk": "EVENT#0000000001"}, "2026-11-22T10:00:00.000Z", "bus-1") is False
-    assert "Item" not in platform.ddb.get_item(TableName=TABLE, Key={"pk": {"S": "TXN#gone"}, "sk": {"S": "EVENT#0000000001"}})
+    key = {"pk": "STRIPE_EVENT#evt_gone", "sk": "INBOX"}
+    assert marks.mark([Mark(key, "2026-11-22T10:00:00.000Z", "bus-1")]) == [False]
+    assert "Item" not in platform.ddb.get_item(TableName=TABLE, Key={"pk": {"S": key["pk"]}, "sk": {"S": key["sk"]}})
 
 
 @pytest.fixture()

@@ -174,7 +174,8 @@ locals {
       iam_statements = [
         { sid = "Publish", actions = ["events:PutEvents"], resources = [module.event_bus.bus_arn] },
         { sid = "FraudStream", actions = ["kinesis:PutRecords"], resources = [module.streaming.stream_arn] },
-        { sid = "MarkRelayed", actions = ["dynamodb:UpdateItem"], resources = [module.data.transactions_table_arn] },
+        # Events are marked by BatchWriteItem puts, webhook inbox items by conditional UpdateItem (RelayMarks).
+        { sid = "MarkRelayed", actions = ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"], resources = [module.data.transactions_table_arn] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
       ]
       routes = {}
@@ -485,11 +486,13 @@ locals {
     }
     # Risk-gated capture needs two facts, each with its own event; whichever comes last captures.
     fraud-cleared = {
-      description = "Payments scored below the review threshold, to capture_payment"
+      description = "Risk-gated payments scored below the review threshold, to capture_payment"
+      # capture_method: only risk-gated (manual capture) payments have anything to capture; the scorer copies
+      # it from payment.created into fraud.scored, so automatic ones never reach capture_payment.
       event_pattern = jsonencode({
         source        = ["paystream.fraud"]
         "detail-type" = ["fraud.scored"]
-        detail        = { risk_score = [{ numeric = ["<", local.review_threshold] }] }
+        detail        = { risk_score = [{ numeric = ["<", local.review_threshold] }], capture_method = ["manual"] }
       })
       target_queue = "payment-captures"
     }

@@ -41,7 +41,11 @@ PutEvents partial failure put the chunk's other events on the bus twice. A retry
 environment (a cold start) still publishes them again: delivery stays at least once.
 
 After publishing, each item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
-too for what went to the fraud stream), so a checker can list the events never relayed.
+too for what went to the fraud stream), so a checker can list the events never relayed. The marks of a
+whole batch are written together once its chunks are published (the `Marks` adapter batches what it can:
+events, immutable once written, are put again whole from the stream record's image; see
+`paystream.adapters.publishers.RelayMarks`). A mark that cannot be written fails its record like a rejected
+entry: reported from it on, remembered as published, so a re-delivery only writes the mark.
 """
 
 from __future__ import annotations
@@ -78,10 +82,24 @@ class FraudStream(Protocol):
         """PutRecords; one result per record, in order: `{"SequenceNumber", "ShardId"}` or `{"ErrorCode", "ErrorMessage"}`."""
 
 
+@dataclass(frozen=True)
+class Mark:
+    """What one published item gets written: when and as what it was published."""
+
+    key: dict[str, str]
+    relayed_at: str
+    bus_event_id: str
+    stream_sequence_number: str | None = None
+    # The stream record's NEW_IMAGE (typed attributes) when the item is never changed after it is written (an
+    # event: only the relay writes to it again, and only these marks), so that putting it again whole with the
+    # marks added loses nothing. None for items other code updates (webhook inbox items): update in place.
+    image: dict | None = None
+
+
 class Marks(Protocol):
-    def mark(self, key: dict[str, str], relayed_at: str, bus_event_id: str,
-             stream_sequence_number: str | None = None) -> bool:
-        """Record the publication on the item; False when the item no longer exists."""
+    def mark(self, marks: list[Mark]) -> list[bool | Exception]:
+        """Record the publications; one result per mark, in order: True when written, False when the item no
+        longer exists (nothing to mark), or the exception that kept it from being written."""
 
 
 class Unpublishable(Exception):
@@ -98,6 +116,7 @@ class Outgoing:
     order_key: str  # events sharing it keep their order: the payment (or Stripe object) they belong to
     entry: dict  # PutEvents entry without EventBusName (the bus adapter adds it)
     stream_record: dict | None  # PutRecords record, for events that also go to the fraud stream
+    image: dict | None = None  # Mark.image: the stream record's NEW_IMAGE for an event, None for an inbox item
 
 
 @dataclass(frozen=True)
@@ -207,6 +226,7 @@ def to_outgoing(record: dict) -> Outgoing | None:
         if stream_data is not None:
             stream_record = {"Data": stream_data.encode(), "PartitionKey": str(item["customer_id"])}
         event_id, order_key = item["event_id"], f"TXN#{item['transaction_id']}"
+        image = new_image  # read whole above (no binary attribute): safe to write back as it came
     else:
         missing = [name for name in ("event_id", "event_type", "payload") if not item.get(name)]
         if missing:
@@ -225,11 +245,12 @@ def to_outgoing(record: dict) -> Outgoing | None:
         entry = {"Source": STRIPE_SOURCE, "DetailType": f"stripe.{item['event_type']}", "Detail": _dumps(detail)}
         stream_record = None
         event_id, order_key = item["event_id"], f"STRIPE#{item.get('object_id') or item['event_id']}"
+        image = None  # process_payment notes its outcome on the item: never put it again whole
     size = entry_size(entry)
     if size > MAX_PUT_EVENTS_BYTES:
         raise Unpublishable(f"{where} (event {event_id}) is {size} bytes as an EventBridge entry, over the "
                             f"{MAX_PUT_EVENTS_BYTES}-byte limit")
-    return Outgoing(stream["SequenceNumber"], key, event_id, order_key, entry, stream_record)
+    return Outgoing(stream["SequenceNumber"], key, event_id, order_key, entry, stream_record, image)
 
 
 def chunks(items: list[Outgoing]) -> Iterator[list[Outgoing]]:
@@ -283,11 +304,13 @@ class OutboxRelay:
                 outcome.published.append(item.sequence_number)
             else:
                 publishable.append(item)
+        published: list[Outgoing] = []  # to mark: everything that went out, also in a chunk that then failed
         for chunk in chunks(publishable):
-            failed = self._publish(chunk, outcome, progress)
+            failed = self._publish(chunk, progress, published)
             if failed:
                 reasons.update(failed)
                 break
+        reasons.update(self._mark(published, progress, outcome))
         if reasons:
             self._report_from_first_failure(records, reasons, outcome)
             for failure in outcome.failures:
@@ -312,9 +335,11 @@ class OutboxRelay:
             self._log.error("outbox record not relayed; it will be retried from this record on",
                             extra={"sequence_number": sequence_number, "reason": reason})
 
-    def _publish(self, chunk: list[Outgoing], outcome: RelayOutcome, progress: dict[str, Progress]) -> dict[str, str]:
-        """Publish one chunk and mark what went out, skipping what an earlier delivery of a record already did
-        (`progress`, updated here); the reasons of the records that failed."""
+    def _publish(self, chunk: list[Outgoing], progress: dict[str, Progress],
+                 published: list[Outgoing]) -> dict[str, str]:
+        """Publish one chunk, skipping what an earlier delivery of a record already did (`progress`, updated
+        here); adds to `published` the items now wholly published (bus, and fraud stream when they go there);
+        the reasons of the records that failed."""
         done = [progress[item.sequence_number] for item in chunk]
         to_bus = [i for i in range(len(chunk)) if done[i].bus_event_id is None]
         bus_results = dict(zip(to_bus, self._put_with_retries(
@@ -328,22 +353,36 @@ class OutboxRelay:
         for i, result in stream_results.items():
             done[i].stream_sequence_number = result.get("SequenceNumber")
         failed: dict[str, str] = {}
-        relayed_at = self._clock()
         for i, item in enumerate(chunk):
             if done[i].bus_event_id is None:
                 failed[item.sequence_number] = f"PutEvents rejected event {item.event_id}: {_error(bus_results[i])}"
-                continue
-            if item.stream_record and done[i].stream_sequence_number is None:
+            elif item.stream_record and done[i].stream_sequence_number is None:
                 failed[item.sequence_number] = f"PutRecords rejected event {item.event_id}: {_error(stream_results[i])}"
+            else:
+                published.append(item)
+        return failed
+
+    def _mark(self, published: list[Outgoing], progress: dict[str, Progress], outcome: RelayOutcome) -> dict[str, str]:
+        """Mark the published items, all in one `Marks.mark` call (the adapter batches the writes); the reasons
+        of the records whose mark could not be written."""
+        if not published:
+            return {}
+        relayed_at = self._clock()
+        marks = [Mark(item.key, relayed_at, progress[item.sequence_number].bus_event_id,
+                      progress[item.sequence_number].stream_sequence_number, item.image) for item in published]
+        try:
+            results = self._marks.mark(marks)
+        except Exception as exc:  # noqa: BLE001 - remembered as published: a re-delivery only marks them
+            results = [exc] * len(marks)
+        failed: dict[str, str] = {}
+        for item, result in zip(published, results):
+            if isinstance(result, Exception):
+                failed[item.sequence_number] = f"published event {item.event_id} but could not mark it: {result}"
                 continue
-            try:
-                if not self._marks.mark(item.key, relayed_at, done[i].bus_event_id, done[i].stream_sequence_number):
-                    self._log.warning("published event's item no longer exists; nothing to mark",
-                                      extra={"event_id": item.event_id, "key": item.key})
-            except Exception as exc:  # noqa: BLE001 - remembered as published: a re-delivery only marks it
-                failed[item.sequence_number] = f"published event {item.event_id} but could not mark it: {exc}"
-                continue
-            done[i].marked = True
+            if result is False:
+                self._log.warning("published event's item no longer exists; nothing to mark",
+                                  extra={"event_id": item.event_id, "key": item.key})
+            progress[item.sequence_number].marked = True
             outcome.published.append(item.sequence_number)
         return failed
 

@@ -22,15 +22,22 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from paystream.adapters.dynamodb_store import deserialize, serialize
-from paystream.fraud import FraudConfig, FraudConfigError, ProfileStoreError, ProfileWrite, RiskProfile, VersionConflict
+# Only the configuration and the errors at import: fraud_review and capture_payment read the configuration
+# through FraudConfigSource and never score, so the profile and scoring modules are loaded where a profile
+# is first read (the fraud scorer has imported them already).
+from paystream.fraud.config import FraudConfig, FraudConfigError
+from paystream.fraud.errors import ProfileStoreError, VersionConflict
 from paystream.models import Projection
 from paystream.states import FRAUD_SCORED, apply, decide, next_event
 from paystream.store import PROJECTION_SK, ConditionalPut, append_puts
+
+if TYPE_CHECKING:
+    from paystream.fraud.scoring import ProfileWrite
 
 TRANSACTION_PREFIX = "TXN#"
 FRAUD_SOURCE = "paystream.fraud"
@@ -70,6 +77,8 @@ class DynamoDBProfileStore:
 
     def get_many(self, keys: Sequence[str]) -> dict[str, Any]:
         """Profiles as RiskProfile, projections as their item (plain Python); absent keys are left out."""
+        from paystream.fraud.profiles import RiskProfile  # see the imports above: not needed by config readers
+
         if not keys:
             return {}
         request: dict[str, dict[str, Any]] = {}
@@ -110,6 +119,10 @@ class DynamoDBProfileStore:
             return []  # not a stored payment (e.g. a record put on the stream by hand): profiles only
         projection = Projection.model_validate(item)
         detail = write.score.to_detail()
+        if projection.capture_method != "automatic":
+            # As payment.created says it: the capture rule (fraud-cleared) matches only risk-gated payments, so
+            # the automatically captured ones never wake capture_payment (nor cost it a projection read).
+            detail["capture_method"] = projection.capture_method
         if not decide(projection, FRAUD_SCORED, detail).append:
             return []  # the first score wins (states.py)
         event = next_event(projection, FRAUD_SCORED, detail, source=FRAUD_SOURCE,

@@ -7,9 +7,15 @@ so the relay has a single failure path: retry the rejected ones, then report the
 
 from __future__ import annotations
 
-from typing import Any
+import random
+import time
+from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from paystream.relay import Mark
+
+MAX_BATCH_WRITE = 25  # BatchWriteItem's limit of items per request
 
 
 def _call_failed(count: int, exc: Exception) -> list[dict]:
@@ -43,31 +49,105 @@ class FraudStreamPublisher:
         return response["Records"]
 
 
-class RelayMarks:
-    """Sets `relayed_at` (and what the item was published as) on a published item."""
+class MarksNotWritten(Exception):
+    """BatchWriteItem left these marks unprocessed through every attempt."""
 
-    def __init__(self, dynamodb_client: Any, table_name: str):
+
+class RelayMarks:
+    """Sets `relayed_at` (and what the item was published as) on published items, in as few requests as is safe.
+
+    - An event (`Mark.image` given) is put again whole: the stream record's NEW_IMAGE plus the marks, 25 per
+      BatchWriteItem (items left in UnprocessedItems are sent again with backoff; what is still left fails
+      its marks, and a failed call fails its whole request). Safe without a condition, which BatchWriteItem
+      cannot carry: an event item never changes after its conditional insert (`attribute_not_exists(pk)`)
+      except by these marks, and nothing deletes one (no `expires_at`), so the image is the current item and
+      the put neither loses a newer version nor brings back a deleted one. The put is a MODIFY, which the
+      relay's stream filter (INSERTs only) never sends back to it.
+    - A webhook inbox item (no image) gets one conditional UpdateItem: process_payment notes its outcome on
+      the item, possibly before the mark, and a whole put could erase that; an item gone (expired) is never
+      recreated as a stray item holding only the mark.
+    """
+
+    def __init__(self, dynamodb_client: Any, table_name: str, *, max_attempts: int = 5,
+                 backoff_seconds: float = 0.05, sleep: Callable[[float], None] = time.sleep):
         self._client = dynamodb_client
         self._table_name = table_name
+        self._max_attempts = max_attempts
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
 
-    def mark(self, key: dict[str, str], relayed_at: str, bus_event_id: str,
-             stream_sequence_number: str | None = None) -> bool:
-        assignments = ["relayed_at = :relayed_at", "bus_event_id = :bus_event_id"]
-        values = {":relayed_at": {"S": relayed_at}, ":bus_event_id": {"S": bus_event_id}}
-        if stream_sequence_number is not None:
-            assignments.append("fraud_stream_sequence_number = :sequence_number")
-            values[":sequence_number"] = {"S": stream_sequence_number}
+    def mark(self, marks: list[Mark]) -> list[bool | Exception]:
+        results: list[bool | Exception] = [True] * len(marks)
+        for group in _batches([i for i, mark in enumerate(marks) if mark.image is not None], marks):
+            for i, error in self._put_batch([marks[i] for i in group]).items():
+                results[group[i]] = error
+        for i, mark in enumerate(marks):
+            if mark.image is None:
+                try:
+                    results[i] = self._update(mark)
+                except (BotoCoreError, ClientError) as exc:
+                    results[i] = exc
+        return results
+
+    def _put_batch(self, marks: list[Mark]) -> dict[int, Exception]:
+        """Put the marked images (≤ 25, distinct keys); the errors by position of what could not be written."""
+        position = {_key_of(mark.key): i for i, mark in enumerate(marks)}
+        pending = [{"PutRequest": {"Item": {**mark.image, **_mark_attributes(mark)}}} for mark in marks]
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                response = self._client.batch_write_item(RequestItems={self._table_name: pending})
+            except (BotoCoreError, ClientError) as exc:
+                return {position[_key_of(request["PutRequest"]["Item"])]: exc for request in pending}
+            pending = (response.get("UnprocessedItems") or {}).get(self._table_name) or []
+            if not pending:
+                return {}
+            if attempt < self._max_attempts:
+                # Unprocessed items mean throttling: back off, with jitter so parallel shards do not retry in step.
+                self._sleep(random.uniform(0.5, 1.0) * self._backoff_seconds * 2 ** (attempt - 1))
+        error = MarksNotWritten(f"BatchWriteItem left {len(pending)} item(s) unprocessed after {self._max_attempts} attempts")
+        return {position[_key_of(request["PutRequest"]["Item"])]: error for request in pending}
+
+    def _update(self, mark: Mark) -> bool:
+        values = _mark_attributes(mark)
+        assignments = [f"{name} = :{name}" for name in values]
         try:
             self._client.update_item(
                 TableName=self._table_name,
-                Key={name: {"S": value} for name, value in key.items()},
+                Key={name: {"S": value} for name, value in mark.key.items()},
                 UpdateExpression="SET " + ", ".join(assignments),
                 # Never create a stray item holding only the mark.
                 ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues=values,
+                ExpressionAttributeValues={f":{name}": value for name, value in values.items()},
             )
         except ClientError as exc:
             if exc.response["Error"].get("Code") == "ConditionalCheckFailedException":
                 return False
             raise
         return True
+
+
+def _mark_attributes(mark: Mark) -> dict[str, dict]:
+    attributes = {"relayed_at": {"S": mark.relayed_at}, "bus_event_id": {"S": mark.bus_event_id}}
+    if mark.stream_sequence_number is not None:
+        attributes["fraud_stream_sequence_number"] = {"S": mark.stream_sequence_number}
+    return attributes
+
+
+def _key_of(key: dict) -> tuple[str, str]:
+    """A key as a plain tuple, from a Mark's key (plain strings) or an item (typed attributes)."""
+    pk, sk = (value["S"] if isinstance(value, dict) else value for value in (key["pk"], key["sk"]))
+    return pk, sk
+
+
+def _batches(indices: list[int], marks: list[Mark]) -> list[list[int]]:
+    """Groups of ≤ 25 marks with distinct keys (BatchWriteItem refuses a request naming one key twice)."""
+    groups: list[list[int]] = []
+    keys: set[tuple[str, str]] = set()
+    for i in indices:
+        key = _key_of(marks[i].key)
+        if not groups or len(groups[-1]) == MAX_BATCH_WRITE or key in keys:
+            groups.append([])
+            keys = set()
+        groups[-1].append(i)
+        keys.add(key)
+    return groups
