@@ -15,7 +15,6 @@ import json
 import math
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
@@ -23,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function
 
 from paystream.adapters.batch import ConsumerBatchProcessor
-from paystream.adapters.wiring import dynamodb_client, retry_service
+from paystream.adapters.wiring import LazyClient, dynamodb_client, retry_service
 from paystream.config import Settings
 from paystream.payments import ProviderUnavailable
 from paystream.retries import FailedAttempt, InvalidRetryMessage, NotDueYet, RetryService
@@ -34,7 +33,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "pays
 processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(InvalidRetryMessage, NotDueYet, ProviderUnavailable),
                                    raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("idempotency_table", "stripe_api_key_secret_id", "payment_retry_queue_url"))
-sqs = boto3.client("sqs")
+# Created on first use: only a retry that is not due yet puts its message back (cold starts).
+sqs = LazyClient("sqs")
 idempotency_config = IdempotencyConfig(event_key_jmespath="[transaction_id, attempt]", expires_after_seconds=24 * 3600)
 persistence = DynamoDBPersistenceLayer(table_name=settings.idempotency_table, boto3_client=dynamodb_client())
 

@@ -11,14 +11,13 @@ import functools
 import json
 import os
 
-import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from paystream.adapters.batch import ConsumerBatchProcessor
-from paystream.adapters.wiring import payment_service
+from paystream.adapters.wiring import LazyClient, payment_service
 from paystream.config import Settings
 from paystream.payments import PaymentService, ProviderUnavailable
 
@@ -31,7 +30,8 @@ metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "pays
 processor = ConsumerBatchProcessor(EventType.SQS, logger, logged_by_handler=(ProviderUnavailable,),
                                    raise_on_entire_batch_failure=False)
 settings = Settings.from_env(require=("stripe_api_key_secret_id", "parked_queue_url"))
-sqs = boto3.client("sqs")
+# Created on first use: only a payment still parked (Stripe still down) puts its message back (cold starts).
+sqs = LazyClient("sqs")
 BACKOFF_BASE_SECONDS = int(os.environ.get("RESUME_BACKOFF_BASE_SECONDS", "5"))
 BACKOFF_MAX_SECONDS = int(os.environ.get("RESUME_BACKOFF_MAX_SECONDS", "900"))
 

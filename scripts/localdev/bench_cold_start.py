@@ -4,8 +4,13 @@ as a ratio to `import boto3; boto3.client("dynamodb")` measured in the same run,
     python -m localdev.bench_cold_start [--own-stack | --outputs FILE] [--runs 11]   # bench/cold-start.json
 
 What one sample is: a fresh interpreter runs `import handler` from `lambdas/<function>/` with the core
-library on its path and the function's environment variables as Terraform set them on the local stack
-(GetFunctionConfiguration), calls going to the stack's emulator. That is what Lambda's init phase runs:
+library and the deps layer on its path and the function's environment variables as Terraform set them on
+the local stack (GetFunctionConfiguration), calls going to the stack's emulator. The interpreter runs
+isolated (`-I -S`): only the function's directory, the core layer and the deps layer (unpacked from `make
+package`'s zip, as Lambda unpacks it into /opt) are on its path, as on AWS. Not this environment's
+site-packages: it holds packages the functions never ship (aiohttp, which localstripe needs and the stripe
+SDK imports whenever it finds it, made stripe_webhook look 0.4x slower than it is). The baseline
+imports boto3 from the same deps layer. That is what Lambda's init phase runs:
 module import, client construction, configuration parsing, and the reads some functions make at init (the
 fraud configuration from SSM, for example). Cases are interleaved run by run so a slow moment of a shared
 machine weighs on all alike; each figure is the median of `--runs`. Needs a running stack (`--outputs`,
@@ -18,6 +23,8 @@ Package sizes: each function's code zip and each layer, zipped and unzipped, fro
 from __future__ import annotations
 
 import argparse
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -68,13 +75,23 @@ def cases(environments: dict[str, dict[str, str]], project_root: Path = PROJECT_
 
 
 def import_seconds(code: str, directory: Path | None, extra_env: dict[str, str],
-                   project_root: Path = PROJECT_ROOT) -> float:
-    """Seconds a fresh interpreter spends running `code` (the interpreter's own start-up excluded)."""
+                   project_root: Path = PROJECT_ROOT, layer_dirs: tuple[Path, ...] | None = None) -> float:
+    """Seconds a fresh interpreter spends running `code` (the interpreter's own start-up excluded).
+
+    With `layer_dirs` the interpreter is isolated (`-I -S`) and its path is the function's directory, the
+    core library and those layers only, as in Lambda; without, it also sees this environment's site-packages."""
     path = [str(directory)] if directory else []
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}, **extra_env,
-           "PYTHONPATH": os.pathsep.join([*path, str(project_root / "layers" / "core" / "python")])}
-    script = f"import time; t = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+    path.append(str(project_root / "layers" / "core" / "python"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | extra_env
+    if layer_dirs is None:
+        command = [sys.executable, "-c"]
+        env["PYTHONPATH"] = os.pathsep.join(path)
+        prelude = ""
+    else:
+        command = [sys.executable, "-I", "-S", "-c"]
+        prelude = f"import sys; sys.path[:0] = {[*path, *map(str, layer_dirs)]!r}\n"
+    script = f"{prelude}import time; t = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
+    result = subprocess.run([*command, script], capture_output=True, text=True, env=env,
                             cwd=directory or project_root, timeout=120)
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -115,14 +132,30 @@ def package_sizes(build_dir: Path) -> dict:
     return sizes
 
 
+def unpacked_layer(build_dir: Path, layer: str) -> Path:
+    """`make package`'s layer zip unpacked (once per content) under `build_dir`/cold-start; its python/ directory."""
+    zip_path = build_dir / "layers" / f"{layer}.zip"
+    target = build_dir / "cold-start" / f"{layer}-{hashlib.sha256(zip_path.read_bytes()).hexdigest()[:16]}"
+    if not target.is_dir():
+        partial = target.with_name(target.name + ".partial")
+        with zipfile.ZipFile(zip_path) as archive:
+            archive.extractall(partial)
+        partial.rename(target)
+    return target / "python"
+
+
 def measure(outputs: dict, runs: int, build_dir: Path) -> dict:
     if not (build_dir / "manifest.json").exists():
         subprocess.run([sys.executable, "-m", "localdev", "package", "--out", str(build_dir)], check=True,
                        cwd=PROJECT_ROOT)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT).stdout.strip()
+    deps = unpacked_layer(build_dir, "deps")
     return {
-        "cold_start": cold_start(function_environments(outputs), runs),
+        "cold_start": cold_start(function_environments(outputs), runs,
+                                 measure=functools.partial(import_seconds, layer_dirs=(deps,))),
+        "path": "isolated interpreter (-I -S): function directory, layers/core/python, the deps layer unpacked "
+                f"from {build_dir.name}/layers/deps.zip",
         "goal_ratio": GOAL_RATIO,
         "package_sizes": package_sizes(build_dir),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},

@@ -68,3 +68,28 @@ def test_a_function_that_fails_to_import_is_an_error_naming_it(tmp_path):
     (tmp_path / "broken" / "handler.py").write_text("raise RuntimeError('no table configured')\n")
     with pytest.raises(RuntimeError, match="broken: import failed: RuntimeError: no table configured"):
         bench.import_seconds("import handler", tmp_path / "broken", {}, PROJECT_ROOT)
+
+
+def test_with_layers_the_interpreter_sees_the_layers_and_not_this_environments_site_packages(tmp_path):
+    # What Lambda gives a function: its code and its layers; a package installed here only (pytest, or the
+    # aiohttp the stripe SDK would pick up) must not be importable in the measured process.
+    layer = tmp_path / "layer"
+    layer.mkdir()
+    (layer / "shipped_lib.py").write_text("VALUE = 1\n")
+    seconds = bench.import_seconds("import shipped_lib, paystream", None, {}, PROJECT_ROOT, layer_dirs=(layer,))
+    assert seconds >= 0
+    with pytest.raises(RuntimeError, match="ModuleNotFoundError: No module named 'pytest'"):
+        bench.import_seconds("import shipped_lib; import pytest", None, {}, PROJECT_ROOT, layer_dirs=(layer,))
+    bench.import_seconds("import pytest", None, {}, PROJECT_ROOT)  # not isolated: this environment's packages
+
+
+def test_a_layer_zip_is_unpacked_once_per_content(tmp_path):
+    (tmp_path / "layers").mkdir()
+    with zipfile.ZipFile(tmp_path / "layers" / "deps.zip", "w") as archive:
+        archive.writestr("python/shipped_lib.py", "VALUE = 1\n")
+    first = bench.unpacked_layer(tmp_path, "deps")
+    assert (first / "shipped_lib.py").read_text() == "VALUE = 1\n"
+    assert bench.unpacked_layer(tmp_path, "deps") == first
+    with zipfile.ZipFile(tmp_path / "layers" / "deps.zip", "w") as archive:
+        archive.writestr("python/shipped_lib.py", "VALUE = 2\n")
+    assert bench.unpacked_layer(tmp_path, "deps") != first

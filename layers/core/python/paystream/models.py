@@ -5,12 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid
-from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
+from paystream.clock import utc_now  # noqa: F401 (re-exported: the models' users take it from here)
 from paystream.currencies import ISO_4217_CODES
 
 MAX_AMOUNT = 99_999_999
@@ -36,11 +36,6 @@ class Status(StrEnum):
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
     DISPUTED = "disputed"
-
-
-def utc_now() -> str:
-    """ISO 8601 UTC with milliseconds: fixed width, so it sorts as text (the GSIs' sort key)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def new_event_id() -> str:

@@ -6,7 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from paystream.models import utc_now
+from paystream.clock import utc_now
 
 if TYPE_CHECKING:  # only a type here; importing paystream.webhooks would load stripe into every user
     from paystream.webhooks import StripeEventRecord

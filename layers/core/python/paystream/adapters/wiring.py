@@ -1,24 +1,25 @@
 """Builds the services from settings: the one place that connects the core to AWS and Stripe.
 
-Each function imports only what its own service needs (cold starts): services beyond payments are
-imported inside their factories.
+Each function imports only what its own service needs (cold starts): every service, the event store and the
+breaker are imported inside their factories, so a function that needs neither (notifier: SNS and its
+idempotency table) loads no event store and no pydantic model.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import boto3
 
-from paystream.adapters.breaker_store import DynamoDBBreakerStore
-from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
 from paystream.adapters.messaging import OpsAlerts, SqsParker
 from paystream.breaker import OPEN, CircuitBreaker
-from paystream.config import Settings
-from paystream.payments import PaymentService
-from paystream.store import EventStore
+
+if TYPE_CHECKING:
+    from paystream.config import Settings
+    from paystream.payments import PaymentService
+    from paystream.store import EventStore
 
 
 @functools.cache
@@ -64,10 +65,15 @@ class LazyStripeGateway:
 
 
 def event_store(settings: Settings) -> EventStore:
+    from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
+    from paystream.store import EventStore
+
     return EventStore(DynamoDBTransactionsTable(dynamodb_client(), settings.transactions_table))
 
 
 def payment_service(settings: Settings, fault_point: Callable[[str], None] | None = None) -> PaymentService:
+    from paystream.payments import PaymentService
+
     breaker = stripe_breaker(settings)
     return PaymentService(
         store=event_store(settings),
@@ -105,6 +111,8 @@ def emit_breaker_opened(old: str, new: str, reason: str) -> None:
 
 def stripe_breaker(settings: Settings) -> CircuitBreaker:
     """The Stripe circuit breaker every Stripe-calling function shares (its state is one DynamoDB item)."""
+    from paystream.adapters.breaker_store import DynamoDBBreakerStore
+
     alerts = OpsAlerts(LazyClient("sns"), settings.ops_alerts_topic_arn)
 
     def on_transition(old: str, new: str, reason: str) -> None:

@@ -42,6 +42,7 @@ from datetime import datetime
 from typing import Any, Callable, Iterable, Literal, Mapping, Protocol, Sequence
 
 from paystream.fraud.config import FraudConfig
+from paystream.fraud.errors import ProfileStoreError, VersionConflict
 from paystream.fraud.inputs import FraudPayment, MalformedRecord, parse_payment
 from paystream.fraud.profiles import (
     RememberedResult,
@@ -63,14 +64,6 @@ from paystream.fraud.rules import (
 
 MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
 DEFAULT_MAX_CONFLICT_RETRIES = 2
-
-
-class ProfileStoreError(Exception):
-    """The profile store failed (throttling, network, …): retry later."""
-
-
-class VersionConflict(ProfileStoreError):
-    """A profile's stored version is not the one the write expected: someone else wrote it meanwhile."""
 
 
 @dataclass(frozen=True)
