@@ -3,16 +3,16 @@ as a ratio to `import boto3; boto3.client("dynamodb")` measured in the same run,
 
     python -m localdev.bench_cold_start [--own-stack | --outputs FILE] [--runs 11]   # bench/cold-start.json
 
-What one sample is: a fresh interpreter runs `import handler` from `lambdas/<function>/` with the core
-library and the deps layer on its path and the function's environment variables as Terraform set them on
-the local stack (GetFunctionConfiguration), calls going to the stack's emulator. The interpreter runs
-isolated (`-I -S`): only the function's directory, the core layer and the deps layer (unpacked from `make
-package`'s zip, as Lambda unpacks it into /opt) are on its path, as on AWS. Not this environment's
-site-packages: it holds packages the functions never ship (aiohttp, which localstripe needs and the stripe
-SDK imports whenever it finds it, made stripe_webhook look 0.4x slower than it is). The baseline
-imports boto3 from the same deps layer. That is what Lambda's init phase runs:
-module import, client construction, configuration parsing, and the reads some functions make at init (the
-fraud configuration from SSM, for example). Cases are interleaved run by run so a slow moment of a shared
+What one sample is: a fresh interpreter runs `import handler` from `lambdas/<function>/` with the
+function's environment variables as Terraform set them on the local stack (GetFunctionConfiguration), calls
+going to the stack's emulator. That is what Lambda's init phase runs: module import, client construction,
+configuration parsing, and the reads some functions make at init (the fraud configuration from SSM, for
+example). The interpreter runs isolated (`-I -S`, no .pth files) with the function's directory, the core layer and this environment's
+site-packages on its path — the deps layer is built for Lambda's Python (cp312), so its packages are taken
+from here, as the local data plane does — and it may import only what Lambda would find: the standard
+library, the function's and core's own modules and the top-level modules the deps layer zip ships. This
+environment holds packages the functions never ship (aiohttp, which localstripe needs and the stripe SDK
+imports whenever it finds it, made stripe_webhook look 0.4x slower than it is on Lambda). Cases are interleaved run by run so a slow moment of a shared
 machine weighs on all alike; each figure is the median of `--runs`. Needs a running stack (`--outputs`,
 default `.local/outputs.json`) or `--own-stack`.
 
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import os
 import platform
 import statistics
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -74,22 +74,48 @@ def cases(environments: dict[str, dict[str, str]], project_root: Path = PROJECT_
     return found
 
 
+# Run first in an isolated interpreter: a top-level import that only this environment's site-packages could
+# satisfy, of a module the function does not ship, fails as it would in Lambda (the standard library, and
+# the interpreter's own modules outside sys.stdlib_module_names such as _sysconfigdata_*, stay importable).
+_SHIPPED_ONLY = """import sys
+from importlib.machinery import PathFinder
+
+sys.path[:0] = {path!r}
+sys.path.append({site_packages!r})
+_shipped = frozenset({shipped!r})
+
+
+class _NotShipped:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if path is None and name not in _shipped and PathFinder.find_spec(name, [{site_packages!r}]) is not None:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (not in the function's code or layers)", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NotShipped)
+"""
+
+
 def import_seconds(code: str, directory: Path | None, extra_env: dict[str, str],
-                   project_root: Path = PROJECT_ROOT, layer_dirs: tuple[Path, ...] | None = None) -> float:
+                   project_root: Path = PROJECT_ROOT, layer_modules: frozenset[str] | None = None) -> float:
     """Seconds a fresh interpreter spends running `code` (the interpreter's own start-up excluded).
 
-    With `layer_dirs` the interpreter is isolated (`-I -S`) and its path is the function's directory, the
-    core library and those layers only, as in Lambda; without, it also sees this environment's site-packages."""
+    With `layer_modules` (the top-level modules the layers ship) the interpreter is isolated and may import
+    only those, the standard library and the function's and core's own modules, as in Lambda; without, it
+    sees all of this environment's site-packages."""
     path = [str(directory)] if directory else []
     path.append(str(project_root / "layers" / "core" / "python"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))} | extra_env
-    if layer_dirs is None:
+    if layer_modules is None:
         command = [sys.executable, "-c"]
         env["PYTHONPATH"] = os.pathsep.join(path)
         prelude = ""
     else:
         command = [sys.executable, "-I", "-S", "-c"]
-        prelude = f"import sys; sys.path[:0] = {[*path, *map(str, layer_dirs)]!r}\n"
+        own = {module_name(entry) for folder in path for entry in Path(folder).iterdir()}
+        prelude = _SHIPPED_ONLY.format(path=path, site_packages=sysconfig.get_paths()["purelib"],
+                                       shipped=sorted((own | layer_modules) - {None}))
     script = f"{prelude}import time; t = time.perf_counter()\n{code}\nprint(time.perf_counter() - t)"
     result = subprocess.run([*command, script], capture_output=True, text=True, env=env,
                             cwd=directory or project_root, timeout=120)
@@ -132,16 +158,25 @@ def package_sizes(build_dir: Path) -> dict:
     return sizes
 
 
-def unpacked_layer(build_dir: Path, layer: str) -> Path:
-    """`make package`'s layer zip unpacked (once per content) under `build_dir`/cold-start; its python/ directory."""
-    zip_path = build_dir / "layers" / f"{layer}.zip"
-    target = build_dir / "cold-start" / f"{layer}-{hashlib.sha256(zip_path.read_bytes()).hexdigest()[:16]}"
-    if not target.is_dir():
-        partial = target.with_name(target.name + ".partial")
-        with zipfile.ZipFile(zip_path) as archive:
-            archive.extractall(partial)
-        partial.rename(target)
-    return target / "python"
+def module_name(entry: Path | str) -> str | None:
+    """The top-level module a directory entry provides (`pkg/`, `mod.py`, `mod.cpython-312-….so`), or None."""
+    name = Path(entry).name
+    if name.endswith((".dist-info", ".egg-info", ".pth")) or name.startswith((".", "__pycache__")):
+        return None
+    if name.endswith((".py", ".so", ".pyd")):
+        return name.partition(".")[0]
+    return name if "." not in name else None
+
+
+def layer_modules(build_dir: Path, layer: str) -> frozenset[str]:
+    """The top-level modules `make package`'s layer zip ships under python/ (what Lambda puts on the path)."""
+    with zipfile.ZipFile(build_dir / "layers" / f"{layer}.zip") as archive:
+        names = archive.namelist()
+    found: set[str | None] = set()
+    for parts in (name.split("/") for name in names):
+        if len(parts) >= 2 and parts[0] == "python" and parts[1]:
+            found.add(module_name(parts[1]))
+    return frozenset(name for name in found if name)
 
 
 def measure(outputs: dict, runs: int, build_dir: Path) -> dict:
@@ -150,12 +185,13 @@ def measure(outputs: dict, runs: int, build_dir: Path) -> dict:
                        cwd=PROJECT_ROOT)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=PROJECT_ROOT).stdout.strip()
-    deps = unpacked_layer(build_dir, "deps")
+    shipped = layer_modules(build_dir, "deps")
     return {
         "cold_start": cold_start(function_environments(outputs), runs,
-                                 measure=functools.partial(import_seconds, layer_dirs=(deps,))),
-        "path": "isolated interpreter (-I -S): function directory, layers/core/python, the deps layer unpacked "
-                f"from {build_dir.name}/layers/deps.zip",
+                                 measure=functools.partial(import_seconds, layer_modules=shipped)),
+        "path": "isolated interpreter (-I -S): the function directory, layers/core/python and site-packages, "
+                f"importing only the standard library, the function's and core's modules and the {len(shipped)} "
+                f"top-level modules of {build_dir.name}/layers/deps.zip",
         "goal_ratio": GOAL_RATIO,
         "package_sizes": package_sizes(build_dir),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},

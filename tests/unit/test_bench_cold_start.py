@@ -70,26 +70,25 @@ def test_a_function_that_fails_to_import_is_an_error_naming_it(tmp_path):
         bench.import_seconds("import handler", tmp_path / "broken", {}, PROJECT_ROOT)
 
 
-def test_with_layers_the_interpreter_sees_the_layers_and_not_this_environments_site_packages(tmp_path):
-    # What Lambda gives a function: its code and its layers; a package installed here only (pytest, or the
-    # aiohttp the stripe SDK would pick up) must not be importable in the measured process.
-    layer = tmp_path / "layer"
-    layer.mkdir()
-    (layer / "shipped_lib.py").write_text("VALUE = 1\n")
-    seconds = bench.import_seconds("import shipped_lib, paystream", None, {}, PROJECT_ROOT, layer_dirs=(layer,))
-    assert seconds >= 0
-    with pytest.raises(RuntimeError, match="ModuleNotFoundError: No module named 'pytest'"):
-        bench.import_seconds("import shipped_lib; import pytest", None, {}, PROJECT_ROOT, layer_dirs=(layer,))
-    bench.import_seconds("import pytest", None, {}, PROJECT_ROOT)  # not isolated: this environment's packages
+def test_with_layer_modules_only_what_the_function_ships_can_be_imported(tmp_path):
+    # What Lambda gives a function: its code, its layers and the standard library. A package installed here
+    # but not shipped (pytest, or the aiohttp the stripe SDK picks up when it finds it) must not be importable.
+    function = tmp_path / "function"
+    function.mkdir()
+    (function / "handler.py").write_text("import json, paystream, boto3\n")
+    shipped = frozenset({"boto3", "botocore", "jmespath", "dateutil", "urllib3", "s3transfer", "six"})
+    assert bench.import_seconds("import handler", function, {}, PROJECT_ROOT, layer_modules=shipped) >= 0
+    with pytest.raises(RuntimeError, match="No module named 'pytest' .not in the function's code or layers"):
+        bench.import_seconds("import handler; import pytest", function, {}, PROJECT_ROOT, layer_modules=shipped)
+    bench.import_seconds("import pytest", function, {}, PROJECT_ROOT)  # not isolated: this environment's packages
 
 
-def test_a_layer_zip_is_unpacked_once_per_content(tmp_path):
+def test_the_modules_a_layer_zip_ships_are_its_top_level_packages_and_modules(tmp_path):
     (tmp_path / "layers").mkdir()
     with zipfile.ZipFile(tmp_path / "layers" / "deps.zip", "w") as archive:
-        archive.writestr("python/shipped_lib.py", "VALUE = 1\n")
-    first = bench.unpacked_layer(tmp_path, "deps")
-    assert (first / "shipped_lib.py").read_text() == "VALUE = 1\n"
-    assert bench.unpacked_layer(tmp_path, "deps") == first
-    with zipfile.ZipFile(tmp_path / "layers" / "deps.zip", "w") as archive:
-        archive.writestr("python/shipped_lib.py", "VALUE = 2\n")
-    assert bench.unpacked_layer(tmp_path, "deps") != first
+        for name in ("python/pydantic/__init__.py", "python/pydantic-2.14.3.dist-info/METADATA", "python/six.py",
+                     "python/pydantic_core/_pydantic_core.cpython-312-x86_64-linux-gnu.so", "python/typing_extensions.py",
+                     "python/_cffi_backend.cpython-312-x86_64-linux-gnu.so", "README.txt"):
+            archive.writestr(name, "")
+    assert bench.layer_modules(tmp_path, "deps") == {"pydantic", "six", "pydantic_core", "typing_extensions",
+                                                      "_cffi_backend"}
