@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from localdev.stripe_server import STOP_GRACE_SECONDS
 from localdev.stack import (DEFAULT_STATE_DIR, Paths, StackError, StackState, _component_ok, _pid_alive, _stop_pid,
                             _webhook_secret, start_stripe_component)
 from localdev.stripe_server import health_url, register_webhook, webhook_endpoints
@@ -53,7 +54,9 @@ def stop_stripe(state_dir: Path | str) -> dict:
     if not pid or not _pid_alive(pid):
         raise StackError(f"localstripe is not running in {paths.state}: start_stripe / make local-up starts it")
     asked_at = time.time()
-    _stop_pid(pid)
+    # Its graceful shutdown lasts at most STOP_GRACE_SECONDS (stripe_server.py) before it saves; the margin is
+    # for pickling a large state on a loaded machine. Killed before that, it would restart empty.
+    _stop_pid(pid, timeout=STOP_GRACE_SECONDS + 25)
     if _pid_alive(pid):
         raise StackError(f"localstripe (pid {pid}) did not stop")
     saved = paths.stripe_state.exists() and paths.stripe_state.stat().st_mtime >= asked_at - 1

@@ -284,7 +284,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stripe: cannot restore the saved Stripe state: {exc}", file=sys.stderr)
             return 1
     print(f"localstripe (no disk persistence) on http://{args.host}:{args.port}, health {HEALTH_PATH}", flush=True)
-    web.run_app(app, sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"))
+    # A bounded graceful stop: requests still in flight after STOP_GRACE_SECONDS are cut (as an outage would
+    # cut them) and the state is saved right after. aiohttp's default (60 s) outlasted the launcher's kill
+    # under load: killed before its on_cleanup, localstripe restarted empty.
+    web.run_app(app, sock=sock, print=None, access_log=logging.getLogger("aiohttp.access"),
+                shutdown_timeout=STOP_GRACE_SECONDS)
     return 0
 
 
@@ -732,6 +736,7 @@ def clear_webhook_chaos(stripe_api_base: str) -> dict:
 # reached (Stripe delivers what it could not send once it is back). Transient switches (outage, rate limit)
 # are not kept. The file holds the local test API key in the idempotency scopes: it is written 0600.
 STATE_FORMAT = 1
+STOP_GRACE_SECONDS = 5.0  # how long a stopping localstripe lets requests in flight finish before it saves
 _RESTORED = {"objects": 0, "redelivering": 0}
 
 
