@@ -227,8 +227,9 @@ locals {
       # The mapping also grants ChangeMessageVisibility on the queue (the short retry delay above).
       event_source_mappings = {
         stripe_events = {
-          event_source_arn = module.queues.queue_arns["process-payment"]
-          batch_size       = 10
+          event_source_arn                   = module.queues.queue_arns["process-payment"]
+          batch_size                         = 10
+          maximum_batching_window_in_seconds = var.consumer_batching_window_seconds
         }
       }
     }
@@ -256,8 +257,9 @@ locals {
       routes = {}
       event_source_mappings = {
         notifications = {
-          event_source_arn = module.queues.queue_arns["notifications"]
-          batch_size       = 10
+          event_source_arn                   = module.queues.queue_arns["notifications"]
+          batch_size                         = 10
+          maximum_batching_window_in_seconds = var.consumer_batching_window_seconds
         }
       }
     }
@@ -318,9 +320,10 @@ locals {
       # The module grants the Kinesis read actions and SendMessage on the on-failure queue.
       event_source_mappings = {
         fraud_stream = {
-          event_source_arn  = module.streaming.stream_arn
-          starting_position = "TRIM_HORIZON"
-          batch_size        = 100
+          event_source_arn                   = module.streaming.stream_arn
+          starting_position                  = "TRIM_HORIZON"
+          batch_size                         = 100
+          maximum_batching_window_in_seconds = var.consumer_batching_window_seconds
           # A malformed record is isolated by bisecting and sent to the on-failure queue after the
           # retries; a score more than an hour late is only a report, so older records go there too.
           bisect_batch_on_function_error = true

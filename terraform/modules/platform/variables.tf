@@ -205,6 +205,19 @@ variable "sqs_consumer_timeouts" {
   }
 }
 
+variable "consumer_batching_window_seconds" {
+  description = "Seconds Lambda gathers records before invoking process_payment, the notifier (their SQS queues) and the fraud scorer (the fraud stream): their reads, writes and publishes are made per batch, so fuller batches cost fewer requests per payment. Each payment outcome, notification and fraud score waits at most this long; 0 invokes as soon as anything arrives."
+  type        = number
+  default     = 1
+  nullable    = false
+
+  validation {
+    # Lambda accepts 0-300 s for both SQS and Kinesis mappings; a long window delays every payment's outcome.
+    condition     = var.consumer_batching_window_seconds >= 0 && var.consumer_batching_window_seconds <= 30 && floor(var.consumer_batching_window_seconds) == var.consumer_batching_window_seconds
+    error_message = "consumer_batching_window_seconds must be a whole number of seconds from 0 to 30."
+  }
+}
+
 # -- durability and recovery -----------------------------------------------------------------
 
 variable "point_in_time_recovery" {

@@ -155,6 +155,46 @@ run "a_consumer_timeout_over_the_lambda_maximum_is_refused" {
   expect_failures = [var.sqs_consumer_timeouts]
 }
 
+# The consumers that read, write and publish per batch gather records for a second by default (fewer AWS
+# requests per payment); the others invoke at once (a parked payment or a capture should not wait).
+run "batch_consumers_gather_records_for_the_batching_window" {
+  command = plan
+
+  assert {
+    condition = {
+      for fn, spec in local.functions : fn => [for m in values(spec.event_source_mappings) : try(m.maximum_batching_window_in_seconds, null)]
+      if length(spec.event_source_mappings) > 0
+      } == {
+      process_payment = [1], notifier = [1], fraud_scorer = [1]
+      resume_payments = [null], payment_retry = [null], fraud_review = [null], capture_payment = [null], outbox_relay = [null]
+    }
+    error_message = "process_payment, the notifier and the fraud scorer must gather records for consumer_batching_window_seconds (1 s by default); the other mappings invoke at once"
+  }
+}
+
+run "a_batching_window_can_be_turned_off" {
+  command = plan
+
+  variables {
+    consumer_batching_window_seconds = 0
+  }
+
+  assert {
+    condition     = local.functions.notifier.event_source_mappings.notifications.maximum_batching_window_in_seconds == 0
+    error_message = "consumer_batching_window_seconds must reach the mappings"
+  }
+}
+
+run "a_batching_window_beyond_30_seconds_is_refused" {
+  command = plan
+
+  variables {
+    consumer_batching_window_seconds = 31
+  }
+
+  expect_failures = [var.consumer_batching_window_seconds]
+}
+
 # Dead letters are kept 14 days (SQS's maximum) everywhere: every consumer queue's DLQ, the bus targets' DLQ
 # and the two stream on-failure destinations (dead-letter queues in all but name).
 run "dead_letters_are_kept_14_days" {
