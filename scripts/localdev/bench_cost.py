@@ -6,8 +6,9 @@ On a running local stack (or `--own-stack`):
    nothing to do), the emulator's counters are reset and N payments (default 200) go through
    `POST /payments` from a few concurrent clients with a card localstripe confirms. The bench waits until
    every payment's whole life is done — initiate, Stripe's `payment_intent.succeeded` webhook stored and
-   processed, the relay's events published, fraud scored, the notification published — and until the
-   functions' requests stop changing, then reads `GET /_localdev/requests` (by caller, `?by=app` per
+   processed (the process-payment queue drained), fraud scored, the notification received by an SQS
+   subscriber of payment-notifications (the bench's own, as the cost model assumes one; duplicates are
+   reported) — and until the functions' requests stop changing, then reads `GET /_localdev/requests` (by caller, `?by=app` per
    function, `?units=capacity` for the DynamoDB request units the emulator estimated per request). The
    bench's own AWS calls carry their own user-agent app id (`app/bench-cost`) and are left out.
    - `aws_requests_per_payment`: the AWS API requests the platform's functions make per payment (their
@@ -43,6 +44,7 @@ or a payment does not complete.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import platform
@@ -441,28 +443,62 @@ def warm_up(stack: CostStack, count: int, clients: int, attempts: int = 10) -> l
         return [first, *pool.map(one, range(count - 1))]
 
 
-def wait_for_lives(stack: CostStack, transaction_ids: list[str], timeout: float) -> None:
-    """Until every payment is succeeded and scored, and the webhooks are stored and processed and the
-    notifications published (counted per function at the emulator)."""
-    names = stack.outputs["function_names"]
-    wanted = {(names["stripe_webhook"], "dynamodb.PutItem"): "webhooks stored",
-              (names["process_payment"], "dynamodb.UpdateItem"): "webhooks processed",
-              (names["notifier"], "sns.Publish"): "notifications published"}
-    deadline = time.monotonic() + timeout
-    while True:
-        projections = stack.projections(transaction_ids)
-        pending = [tid for tid in transaction_ids
-                   if projections.get(tid, {}).get("status", {}).get("S") != "succeeded"
-                   or "N" not in projections.get(tid, {}).get("risk_score", {})]
-        by_app = stack.requests(by_app=True)
-        short = {what: by_app.get(app, {}).get(op, 0) for (app, op), what in wanted.items()
-                 if by_app.get(app, {}).get(op, 0) < len(transaction_ids)}
-        if not pending and not short:
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"after {timeout:.0f} s: {len(pending)} of {len(transaction_ids)} payments not succeeded "
-                               f"and scored; short of one per payment: {short or 'none'}")
-        time.sleep(1)
+class Lives:
+    """What the bench watches to know a batch's payments have lived their whole lives: the projections, the
+    webhooks stored, the process-payment queue drained, and each payment's notification received by an SQS
+    subscriber of payment-notifications (as the cost model assumes one). Counted by outcome, not by the
+    functions' requests, since those are made per batch."""
+
+    def __init__(self, stack: CostStack):
+        from localdev.bench_webhooks import NotificationInbox
+
+        self.stack = stack
+        self.inbox = NotificationInbox(stack)
+        self.notified: collections.Counter[str] = collections.Counter()
+
+    def close(self) -> None:
+        self.inbox.close()
+
+    def _queue_drained(self, queue: str) -> bool:
+        attributes = self.stack.client("sqs").get_queue_attributes(
+            QueueUrl=self.stack.outputs["queue_urls"][queue],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        return not any(int(value) for value in attributes.values())
+
+    def wait(self, transaction_ids: list[str], timeout: float) -> None:
+        names = self.stack.outputs["function_names"]
+        wanted = set(transaction_ids)
+        deadline = time.monotonic() + timeout
+        while True:
+            for _, body in self.inbox.poll():
+                if body.get("event_type") == "payment.succeeded" and body.get("transaction_id") in wanted:
+                    self.notified[body["transaction_id"]] += 1
+            projections = self.stack.projections(transaction_ids)
+            pending = [tid for tid in transaction_ids
+                       if projections.get(tid, {}).get("status", {}).get("S") != "succeeded"
+                       or "N" not in projections.get(tid, {}).get("risk_score", {})]
+            stored = self.stack.requests(by_app=True).get(names["stripe_webhook"], {}).get("dynamodb.PutItem", 0)
+            short = {what: missing for what, missing in (
+                ("webhooks stored", max(0, len(transaction_ids) - stored)),
+                ("notifications received", len(wanted - self.notified.keys()))) if missing}
+            if not short and not self._queue_drained("process-payment"):
+                short["webhooks processed"] = "the process-payment queue still holds messages"
+            if not pending and not short:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"after {timeout:.0f} s: {len(pending)} of {len(transaction_ids)} payments not "
+                                   f"succeeded and scored; short: {short or 'none'}")
+            time.sleep(0.5)
+
+    def notifications(self, transaction_ids: list[str]) -> dict[str, int]:
+        """Notifications received for these payments (payment.succeeded), and duplicates among them."""
+        for _, body in self.inbox.poll(wait_seconds=0):  # any still on their way after settling
+            if body.get("event_type") == "payment.succeeded" and body.get("transaction_id") in set(transaction_ids):
+                self.notified[body["transaction_id"]] += 1
+        counts = [self.notified[tid] for tid in transaction_ids]
+        return {"received": sum(counts), "duplicated": sum(n - 1 for n in counts if n > 1),
+                "missing": sum(1 for n in counts if n == 0)}
 
 
 def settle(stack: CostStack, timeout: float, quiet_seconds: float = 4) -> None:
@@ -587,16 +623,26 @@ def sequential_round_trips(stack: CostStack, count: int) -> dict[str, Any]:
 def measure(outputs: dict, payments: int, clients: int, sequential: int, idle_seconds: float,
             timeout: float) -> dict[str, Any]:
     stack = CostStack(outputs)
-    names = outputs["function_names"]
-    functions = sorted(names.values())
-    logs_dir = Path(outputs["logs_dir"])
 
     # Warm-up: every function's workers started, keys and configuration cached, as in steady traffic. On a
     # loaded machine a first worker can miss Lambda's 10 s init limit (502): those attempts are retried.
     stack.reset()
+    lives = Lives(stack)
+    try:
+        return _measure(stack, lives, payments, clients, sequential, idle_seconds, timeout)
+    finally:
+        lives.close()
+
+
+def _measure(stack: CostStack, lives: Lives, payments: int, clients: int, sequential: int, idle_seconds: float,
+             timeout: float) -> dict[str, Any]:
+    outputs = stack.outputs
+    names = outputs["function_names"]
+    functions = sorted(names.values())
+    logs_dir = Path(outputs["logs_dir"])
     warm = warm_up(stack, 2 * clients, clients)
     try:
-        wait_for_lives(stack, [w["transaction_id"] for w in warm], min(timeout, 120))
+        lives.wait([w["transaction_id"] for w in warm], min(timeout, 120))
     except RuntimeError as error:  # a warm-up webhook lost to a failed cold start is not retried by localstripe
         print(f"bench_cost: warm-up incomplete, measuring anyway: {error}", file=sys.stderr)
     settle(stack, timeout)
@@ -614,7 +660,7 @@ def measure(outputs: dict, payments: int, clients: int, sequential: int, idle_se
     started = time.monotonic()
     sent = send_payments(stack, payments, clients)
     ids = [s["transaction_id"] for s in sent]
-    wait_for_lives(stack, ids, timeout)
+    lives.wait(ids, timeout)
     settle(stack, timeout)
     batch_seconds = time.monotonic() - started
     counts, by_app = stack.requests(), stack.requests(by_app=True)
@@ -632,10 +678,12 @@ def measure(outputs: dict, payments: int, clients: int, sequential: int, idle_se
     sizes = relayed_bytes(stack, set(ids), ids[:20])
     configs = function_configuration(stack, functions)
     fixed = fixed_resources(stack)
+    notifications = lives.notifications(ids)
     round_trips = sequential_round_trips(stack, sequential)
 
     return analyse(outputs, payments, clients, batch_seconds, idle, idle_seconds, idle_clients, counts, by_app,
-                   units_by_app, status_before, status_after, logs, configs, records, sizes, fixed, round_trips, sent)
+                   units_by_app, status_before, status_after, logs, configs, records, sizes, fixed, round_trips, sent,
+                   notifications)
 
 
 def fixed_resources(stack: CostStack) -> dict[str, int]:
@@ -649,7 +697,8 @@ def fixed_resources(stack: CostStack) -> dict[str, int]:
 def analyse(outputs: dict, payments: int, clients: int, batch_seconds: float, idle: dict, idle_seconds: float,
             idle_clients: dict, counts: dict, by_app: dict, units_by_app: dict, status_before: dict,
             status_after: dict, logs: dict[str, str], configs: dict[str, dict], records: list[bytes],
-            sizes: dict[str, float], fixed: dict[str, int], round_trips: dict, sent: list[dict]) -> dict[str, Any]:
+            sizes: dict[str, float], fixed: dict[str, int], round_trips: dict, sent: list[dict],
+            notifications: dict[str, int] | None = None) -> dict[str, Any]:
     names = outputs["function_names"]
     function_ops = functions_only(by_app)
     all_function_ops = sum_ops(function_ops)
@@ -721,7 +770,8 @@ def analyse(outputs: dict, payments: int, clients: int, batch_seconds: float, id
         "kinesis_put_payload_units": sum(math.ceil(b / KINESIS_PUT_PAYLOAD_UNIT_BYTES) for b in kinesis_bytes) / payments,
         "sns_publishes_64kb": sum(n for op, n in all_function_ops.items() if op in ("sns.Publish",)) / payments
                               + sum(n for op, n in all_function_ops.items() if op == "sns.PublishBatch") / payments,
-        "sns_sqs_deliveries": count("notifier", "sns.Publish") / payments,
+        # Messages, not requests (PublishBatch carries up to 10): what the SQS subscriber received.
+        "sns_sqs_deliveries": (notifications or {}).get("received", count("notifier", "sns.Publish")) / payments,
         # Per-call KMS use: Lambda decrypting each new environment's variables, Secrets Manager decrypting each
         # secret read; the services' cached data keys are a fixed monthly figure.
         "kms_requests": (cold_starts + sum(n for op, n in all_function_ops.items() if op.startswith("secretsmanager.")))
@@ -743,7 +793,7 @@ def analyse(outputs: dict, payments: int, clients: int, batch_seconds: float, id
         "lambda_by_function": lambda_by_function, "delivered": delivered, "measured": measured,
         "kinesis_records": len(records), "sizes": sizes, "round_trips": round_trips,
         "post_ms_p50": round(statistics.median(s["seconds"] for s in sent) * 1000, 1),
-        "configs": configs,
+        "configs": configs, "notifications": notifications,
     }
 
 
@@ -795,6 +845,8 @@ def report(result: dict[str, Any], prices: dict[str, Any], monthly_payments: int
                    "Init Duration of cold starts: billed since August 2025) x MemorySize from GetFunctionConfiguration; "
                    "durations measured on this machine (x86_64, shared with the emulator), not on Lambda"},
         "deliveries_in_batch": result["delivered"],
+        # payment.succeeded notifications an SQS subscriber of payment-notifications received for the batch.
+        "notifications_in_batch": result.get("notifications"),
         "measured_per_payment": {k: (round(v, 6) if isinstance(v, float) else v) for k, v in result["measured"].items()},
         "cost_per_payment_usd": round(model["total"], 8),
         "cost_per_payment_variable_usd": round(model["variable_total"], 8),

@@ -139,19 +139,26 @@ class NotificationInbox:
                                           Attributes={"RawMessageDelivery": "true"})["SubscriptionArn"]
         self._sns = sns
 
+    def poll(self, wait_seconds: int = 1) -> list[tuple[float, dict]]:
+        """The notifications received in one long poll (deleted from the queue): (perf_counter time, body)."""
+        received = []
+        for message in self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
+                                                WaitTimeSeconds=wait_seconds).get("Messages", []):
+            now = time.perf_counter()
+            body = json.loads(message["Body"])
+            body = json.loads(body["Message"]) if "Message" in body and "TopicArn" in body else body
+            received.append((now, body))
+            self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+        return received
+
     def wait_for(self, transaction_ids: set[str], event_type: str, timeout: float) -> dict[str, float]:
         """transaction id → time (perf_counter) its notification was received."""
         arrived: dict[str, float] = {}
         deadline = time.monotonic() + timeout
         while transaction_ids - arrived.keys() and time.monotonic() < deadline:
-            for message in self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10,
-                                                    WaitTimeSeconds=1).get("Messages", []):
-                now = time.perf_counter()
-                body = json.loads(message["Body"])
-                body = json.loads(body["Message"]) if "Message" in body and "TopicArn" in body else body
+            for now, body in self.poll():
                 if body.get("event_type") == event_type and body.get("transaction_id") in transaction_ids:
                     arrived.setdefault(body["transaction_id"], now)
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
         return arrived
 
     def close(self) -> None:

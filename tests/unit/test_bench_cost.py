@@ -431,6 +431,24 @@ def test_the_analysis_counts_only_the_functions_calls_and_turns_deliveries_into_
     assert m["sns_publishes_64kb"] == 1.0 and m["alarms"] == 4 and m["sqs_mappings"] == 1
 
 
+def test_batched_publishes_are_billed_per_request_and_deliveries_per_message_the_subscriber_received():
+    names = {"initiate_payment": "fn-initiate", "stripe_webhook": "fn-webhook", "notifier": "fn-notifier",
+             "outbox_relay": "fn-relay"}
+    payments = 10
+    by_app = {"fn-notifier": {"sns.PublishBatch": 2}}  # 10 notifications in two batches
+    result = bench_cost.analyse(
+        {"function_names": names}, payments, 2, batch_seconds=20, idle={}, idle_seconds=10, idle_clients={},
+        counts={"clients": {"sns.PublishBatch": 2}}, by_app=by_app, units_by_app={}, status_before={},
+        status_after={}, logs={}, configs={}, records=[], fixed={"alarms": 0, "secrets": 0},
+        sizes={"event_detail_bytes": 0.0, "inbox_bytes": 0.0, "inbox_items": 0.0, "transactions_partition_bytes": 0.0},
+        round_trips={"median": 2.0, "samples": [2], "typical_operations": {}}, sent=[{"seconds": 0.2}] * 10,
+        notifications={"received": 10, "duplicated": 0, "missing": 0})
+    m = result["measured"]
+    assert m["sns_publishes_64kb"] == pytest.approx(0.2)  # two requests of five small messages each
+    assert m["sns_sqs_deliveries"] == 1.0  # but every notification was delivered to the subscriber
+    assert result["notifications"] == {"received": 10, "duplicated": 0, "missing": 0}
+
+
 def test_the_emulator_answers_the_capacity_units_of_each_functions_dynamodb_requests():
     """Wired in LocalDevExtensions: GET /_localdev/requests?units=capacity (and &by=app), over moto's own app."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
