@@ -1,9 +1,11 @@
 """Stripe webhook processing: stored webhooks (relayed on the bus, routed to SQS) become payment events.
 
 Thin: each SQS record's body is the EventBridge event the outbox relay published; the core
-(`paystream.processing`) maps it onto the payment through the state machine. A record fails (SQS
-delivers it again, then its DLQ) when its body is not a `paystream.stripe` event, when the table fails,
-or while no payment matches it yet — that last one comes back after a short delay instead of the
+(`paystream.processing`) maps it onto the payment through the state machine. The whole batch is processed
+first (`process_batch`: the batch's projections read together, each record applied in order, every outcome
+recorded in one write), then Powertools' batch processor reports each record from its result. A record
+fails (SQS delivers it again, then its DLQ) when its body is not a `paystream.stripe` event, when the table
+fails, or while no payment matches it yet — that last one comes back after a short delay instead of the
 queue's whole visibility timeout, since the link it waits for is usually milliseconds away.
 """
 
@@ -23,8 +25,11 @@ from paystream.config import Settings
 from paystream.processing import (
     APPLIED,
     UNMATCHED,
+    Delivery,
     MalformedStripeEvent,
+    Outcome,
     PaymentNotYetKnown,
+    StripeEvent,
     StripeEventProcessor,
     parse_bus_event,
 )
@@ -44,24 +49,44 @@ def service() -> StripeEventProcessor:
     return stripe_event_processor(settings)
 
 
-def process_record(record: SQSRecord) -> None:
+def process_records(event: dict) -> dict[str, tuple[StripeEvent | None, Outcome | Exception]]:
+    """Each record's Stripe event (None when malformed) and result, by message id: the whole batch at once."""
+    parsed: dict[str, tuple[StripeEvent | None, Outcome | Exception | None]] = {}
+    deliveries = []
+    for raw in event.get("Records") or []:
+        record = SQSRecord(raw)
+        try:
+            stripe_event = parse_bus_event(record.body)
+        except MalformedStripeEvent as exc:
+            parsed[record.message_id] = (None, exc)
+            continue
+        parsed[record.message_id] = (stripe_event, None)
+        deliveries.append(Delivery(record.message_id, stripe_event,
+                                   int(record.attributes.approximate_receive_count)))
+    results = service().process_batch(deliveries) if deliveries else {}
+    return {message_id: (stripe_event, result if result is not None else results[message_id])
+            for message_id, (stripe_event, result) in parsed.items()}
+
+
+def report(record: SQSRecord, stripe_event: StripeEvent | None, result: Outcome | Exception) -> None:
+    """Log and count one record's result; raise its exception to report it failed."""
     logger.remove_keys(RECORD_KEYS)  # keys of the previous record of the batch
-    try:
-        event = parse_bus_event(record.body)
-    except MalformedStripeEvent as exc:
+    if isinstance(result, MalformedStripeEvent):
         logger.error("malformed record: not a stored Stripe webhook from paystream.stripe; it is retried and then "
-                     "lands in the DLQ", extra={"message_id": record.message_id, "reason": str(exc)})
+                     "lands in the DLQ", extra={"message_id": record.message_id, "reason": str(result)})
         metrics.add_metric(name="WebhooksMalformed", unit=MetricUnit.Count, value=1)
-        raise
-    logger.append_keys(stripe_event_id=event.event_id, stripe_event_type=event.event_type)
-    receive_count = int(record.attributes.approximate_receive_count)
-    try:
-        outcome = service().process(event, receive_count=receive_count)
-    except PaymentNotYetKnown as exc:
+        raise result
+    if stripe_event is not None:
+        logger.append_keys(stripe_event_id=stripe_event.event_id, stripe_event_type=stripe_event.event_type)
+    if isinstance(result, PaymentNotYetKnown):
+        receive_count = int(record.attributes.approximate_receive_count)
         _deliver_again_soon(record, receive_count)
-        logger.info("no payment matches the Stripe event yet; delivering it again", extra={"reason": str(exc)})
+        logger.info("no payment matches the Stripe event yet; delivering it again", extra={"reason": str(result)})
         metrics.add_metric(name="WebhooksAwaitingPayment", unit=MetricUnit.Count, value=1)
-        raise
+        raise result
+    if isinstance(result, Exception):
+        raise result  # ConsumerBatchProcessor logs it at ERROR with the record's id
+    outcome = result
     if outcome.transaction_id:
         logger.append_keys(transaction_id=outcome.transaction_id)
         logger.set_correlation_id(outcome.transaction_id)  # the payment's id correlates every log line
@@ -90,4 +115,9 @@ def _deliver_again_soon(record: SQSRecord, receive_count: int) -> None:
 @logger.inject_lambda_context
 @metrics.log_metrics
 def handler(event, context):
-    return process_partial_response(event=event, record_handler=process_record, processor=processor, context=context)
+    results = process_records(event)
+
+    def record_handler(record: SQSRecord) -> None:
+        report(record, *results[record.message_id])
+
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

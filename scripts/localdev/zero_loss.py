@@ -400,7 +400,9 @@ def evaluate(payments: Mapping[str, Any], webhooks: Iterable[Mapping[str, Any]],
     subscriber}, `dlq` from dlq_depths (and the baseline to compare with, if any)."""
     report = AuditReport(payments=len(payments), replayed_deliveries=replayed_deliveries, settle_s=settle_s)
     statuses: Counter[str] = Counter()
-    stored: list[tuple[str, str, str, bool]] = []  # (transaction id, event id, type, relayed)
+    # (transaction id, event id, type, relayed: an event's relay mark; a webhook's recorded outcome, as inbox items
+    # are not marked — paystream.relay.unpublished)
+    stored: list[tuple[str, str, str, bool]] = []
     for tid, payment in sorted(payments.items()):
         projection = payment.projection if payment is not None else None
         status = str(projection.get("status")) if projection else "missing"
@@ -419,7 +421,7 @@ def evaluate(payments: Mapping[str, Any], webhooks: Iterable[Mapping[str, Any]],
         report.webhooks += 1
         event_id = str(item.get("event_id"))
         stored.append((str(item.get("transaction_id") or ""), event_id, f"stripe.{item.get('event_type')}",
-                       bool(item.get("relayed_at"))))
+                       bool(item.get("processing_status"))))
         if item.get("processing_status") not in HANDLED_WEBHOOK_STATUSES:
             report.unprocessed_webhooks[event_id] = str(item.get("processing_status") or "not processed")
     report.statuses = dict(statuses)
@@ -492,7 +494,8 @@ def audit(outputs: Mapping[str, Any], transaction_ids: Iterable[str], subscriber
         if pending:
             time.sleep(poll_s)
 
-    # 2. Their stored webhooks: processed, relayed and seen (a webhook arrives on its own time after the answer).
+    # 2. Their stored webhooks: processed and seen (a webhook arrives on its own time after the answer; the relay
+    # does not mark inbox items, their recorded outcome shows they went through).
     intents = {str(p.projection["payment_intent_id"]) for p in latest.values()
                if p is not None and p.projection and p.projection.get("payment_intent_id")}
 
@@ -504,7 +507,7 @@ def audit(outputs: Mapping[str, Any], transaction_ids: Iterable[str], subscriber
         counts = subscriber.counts_by_event_id()
         webhooks = stored_webhooks()
         waiting = [w for w in webhooks if w.get("processing_status") not in HANDLED_WEBHOOK_STATUSES
-                   or not w.get("relayed_at") or not counts.get(str(w.get("event_id")))]
+                   or not counts.get(str(w.get("event_id")))]
         if not waiting or time.monotonic() >= deadline:
             break
         time.sleep(max(poll_s, 1.0))

@@ -1,16 +1,17 @@
 """`paystream-ops gaps`: what the platform stored but has not finished with, read from the transactions table.
 
-- **Never relayed**: event and webhook inbox items without `relayed_at` (the outbox relay sets it once the
-  bus accepted the item; docs/payments-core.md), stored longer ago than `--grace` (the relay normally
-  publishes within a second or two; younger ones are in flight). `paystream-ops replay --source table`
-  publishes them.
+- **Never relayed**: events without `relayed_at` (the outbox relay sets it once the bus accepted the event;
+  docs/payments-core.md) and webhook inbox items without `processing_status` (the relay does not mark
+  inbox items: process_payment's recorded outcome shows the webhook went through; `paystream.relay.unpublished`),
+  stored longer ago than `--grace` (the relay normally publishes within a second or two; younger ones are in
+  flight). `paystream-ops replay --source table` publishes them.
 - **Projections behind**: a payment whose projection is missing or whose `last_sequence` is below its last
   event's sequence (a write that should be impossible: event and projection go in one transaction; it
   shows a bug or a hand edit). `paystream-ops rebuild` fixes them.
 - **Stuck payments**: projections in a non-terminal status (created, queued, processing, requires_action,
   review) not updated for longer than `--stuck-after`.
-- **Relay latency**: the distribution of stored → relayed (event `occurred_at` or inbox `received_at` to
-  `relayed_at`) over the relayed items of the last `--latency-window`.
+- **Relay latency**: the distribution of stored → relayed (event `occurred_at` to `relayed_at`) over the
+  relayed events of the last `--latency-window`.
 
 One parallel Scan of the table (paystream_ops.table), eventually consistent: an item written during the
 scan may be missed or seen half-relayed, which the grace period absorbs. Exit 3 when any gap is found.
@@ -89,15 +90,18 @@ def find_gaps(table: TableSnapshot, now: datetime, grace: timedelta, stuck_after
     report = Report(table.items_read, len(table.payments), table.event_count, len(table.stripe_events))
     latencies: list[float] = []
 
+    from paystream.relay import unpublished
+
     def check_relay(kind: str, item: dict, stored: datetime | None, transaction_id: str | None) -> None:
         if stored is None:
             return
-        relayed = instant(item.get("relayed_at"))
-        if relayed is None:
+        if unpublished(item):
             if now - stored > grace:
                 report.unrelayed.append(Unrelayed(kind, str(item.get("event_id")), str(item.get("event_type")),
                                                   transaction_id, iso(stored), round((now - stored).total_seconds(), 1)))
-        elif now - stored <= latency_window:
+            return
+        relayed = instant(item.get("relayed_at"))  # events only: inbox items carry no relay mark
+        if relayed is not None and now - stored <= latency_window:
             latencies.append(max(0.0, (relayed - stored).total_seconds() * 1000))
 
     for transaction_id, payment in table.payments.items():
@@ -136,8 +140,8 @@ def register(commands_root: Any, common: dict) -> None:
         "gaps", help="events never relayed, projections behind their events, stuck payments, relay latency "
                      "(exit 3 if any gap)",
         description="Read the whole transactions table (one parallel Scan) and list what is stored but not "
-                    "finished with: events and webhook inbox items never relayed to the bus (fix: replay "
-                    "--source table), projections missing or behind their events (fix: rebuild), payments in a "
+                    "finished with: events never relayed to the bus and webhook inbox items never processed (fix: "
+                    "replay --source table), projections missing or behind their events (fix: rebuild), payments in a "
                     "non-terminal status (created, queued, processing, requires_action, review) not updated for "
                     "longer than --stuck-after (see docs/runbooks/), and the stored-to-relayed latency "
                     "distribution. Changes nothing.", **common)

@@ -9,11 +9,13 @@
   rules match is delivered to them again. Consumers are idempotent on the event's data (event_id,
   the state machine), so the extra deliveries change nothing. Events reach the archive a few minutes after
   the bus (AWS): replay a window that ended at least that long ago.
-- `--source table`: the events and webhook inbox items stored in the window that the outbox relay never
-  published (no `relayed_at`, what `gaps` lists), published now by the relay's own code
-  (paystream.relay.OutboxRelay: same entries, same fraud-stream records, same order per payment, marked
-  `relayed_at` afterwards). `--all` re-publishes the relayed ones of the window too (e.g. the archive is
-  gone). For a relay outage whose stream records are lost (past the stream's 24 h, or skipped to the
+- `--source table`: the events and webhook inbox items stored in the window that never got through
+  (`paystream.relay.unpublished`, what `gaps` lists: an event without `relayed_at`; an inbox item without the
+  `processing_status` process_payment records, since the relay does not mark inbox items), published now by
+  the relay's own code (paystream.relay.OutboxRelay: same entries, same fraud-stream records, same order per
+  payment, events marked `relayed_at` afterwards; a webhook counts as through once process_payment has
+  recorded its outcome, and publishing one again is harmless: the state machine appends nothing twice).
+  `--all` re-publishes the rest of the window too (e.g. the archive is gone). For a relay outage whose stream records are lost (past the stream's 24 h, or skipped to the
   relay's on-failure destination). While the relay still has the records (its mapping disabled, or
   failing and retrying), fix the relay first: it catches up by itself, and a replay from the table before
   that would publish those events twice (harmless, but noisy).
@@ -33,6 +35,12 @@ from typing import Any, Callable
 from paystream_ops.common import (EXIT_DONE, Context, OperationFailed, Refused, iso, parse_duration, parse_time,
                                   progress)
 from paystream_ops.table import instant, scan
+
+
+def _unpublished(item: dict) -> bool:
+    from paystream.relay import unpublished
+
+    return unpublished(item)
 
 CONFIRMATION = "replay"
 POLL_SECONDS = 2.0
@@ -121,7 +129,7 @@ def replay_from_table(context: Context, start: datetime, end: datetime, pattern:
     with bar:
         items = scan(environment, ["event", "stripe_event"], on_page=lambda n: bar.update(task, advance=n))
     chosen, unpublishable = window_events(items, start, end, pattern,
-                                          (lambda item: True) if include_relayed else (lambda item: not item.get("relayed_at")))
+                                          (lambda item: True) if include_relayed else _unpublished)
     what = "stored events" if include_relayed else "stored events never relayed"
     _summary(console, f"{what} from {iso(start)} to {iso(end)}" + (" matching the pattern" if pattern else ""),
              [outgoing for _, outgoing in chosen])
@@ -153,8 +161,9 @@ def replay_from_table(context: Context, start: datetime, end: datetime, pattern:
             if outcome.failures:
                 raise OperationFailed(
                     f"{published} of {len(chosen)} published; stopped at a failure: {outcome.failures[0].reason}. "
-                    "Run the same command again: what was published is marked relayed and is not sent again")
-    console.print(f"published {published} event(s); they are marked relayed (`paystream-ops gaps` no longer lists them)")
+                    "Run the same command again: events published are marked relayed and are not sent again")
+    console.print(f"published {published} event(s); events are marked relayed, webhooks count once processed "
+                  "(`paystream-ops gaps` then no longer lists them)")
     return _unpublishable_outcome(unpublishable)
 
 
@@ -224,7 +233,7 @@ def replay_from_archive(context: Context, start: datetime, end: datetime, patter
     chosen = rules
     if pattern is not None:
         items = scan(environment, ["event", "stripe_event"])
-        sample, _ = window_events(items, start, end, pattern, lambda item: bool(item.get("relayed_at")))
+        sample, _ = window_events(items, start, end, pattern, lambda item: not _unpublished(item))
         chosen = rules_reached(rules, [envelope(outgoing.entry) for _, outgoing in sample])
         console.print(f"{len(sample)} relayed event(s) of the window match the pattern; they reach "
                       f"{len(chosen)} of the bus's {len(rules)} rule(s). StartReplay cannot filter events: every "
@@ -310,9 +319,9 @@ def register(commands_root: Any, common: dict) -> None:
                              '\'{"detail-type": ["payment.succeeded"]}\' (archive: see above)')
     replay.add_argument("--source", choices=("archive", "table"), default="archive",
                         help="archive: EventBridge archive replay; table: publish stored events never relayed "
-                             "(default archive)")
+                             "and webhooks never processed (default archive)")
     replay.add_argument("--all", action="store_true", dest="include_relayed",
-                        help="--source table: the window's relayed events too")
+                        help="--source table: the window's relayed events and processed webhooks too")
     replay.add_argument("--name", help="archive replay name (default paystream-ops-<UTC time>)")
     replay.add_argument("--timeout", type=parse_duration, default=parse_duration("30m"), metavar="DURATION",
                         help="stop following an archive replay after this (it goes on; default 30m)")

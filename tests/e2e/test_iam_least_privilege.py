@@ -36,9 +36,9 @@ NOT_EXERCISED: dict[str, dict[str, str]] = {
     "initiate_payment": {"sns:Publish": _BREAKER_ALERT},
     "refund_payment": {"sns:Publish": _BREAKER_ALERT},
     "payment_retry": {"sns:Publish": _BREAKER_ALERT},
-    # Powertools idempotency: GetItem reads a record another delivery holds or completed, DeleteItem drops
-    # the record when publishing failed (unit-tested: tests/unit/test_notifications.py).
-    "notifier": {"dynamodb:GetItem": "idempotency: redelivered event", "dynamodb:DeleteItem": "idempotency: failed publish"},
+    # A batch reads its projections with BatchGetItem; GetItem only re-reads one after a concurrent append
+    # (unit-tested: tests/unit/test_process_payment_batch.py).
+    "process_payment": {"dynamodb:GetItem": "re-read after a concurrent append"},
 }
 
 
@@ -49,6 +49,8 @@ def iam_actions(operation: str) -> set[str]:
         return TRANSACTION_ITEM_ACTIONS
     if operation == "dynamodb.TransactGetItems":
         return {"dynamodb:GetItem"}
+    if operation == "sns.PublishBatch":  # authorised by sns:Publish (the notifier)
+        return {"sns:Publish"}
     return {f"{service}:{name}"}
 
 
@@ -70,6 +72,7 @@ def test_the_mapping_from_operations_to_actions():
     assert iam_actions("sqs.SendMessage") == {"sqs:SendMessage"}
     assert iam_actions("dynamodb.TransactWriteItems") == TRANSACTION_ITEM_ACTIONS
     assert iam_actions("secretsmanager.GetSecretValue") == {"secretsmanager:GetSecretValue"}
+    assert iam_actions("sns.PublishBatch") == {"sns:Publish"}
 
 
 def granted_versus_used_table(rows: dict[str, tuple[int, int, int]]) -> str:

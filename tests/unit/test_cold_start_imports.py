@@ -44,11 +44,13 @@ def loaded_after(code: str, function: str | None = None, report: str = "None") -
 
 
 def test_the_notifier_loads_no_pydantic_and_no_event_store():
-    # It publishes to SNS under Powertools idempotency; its settings are a dataclass and the event store's
-    # pydantic models are imported only by the factories that build a store (paystream.adapters.wiring).
+    # It publishes to SNS under its own idempotency records (paystream.notifications, not Powertools'
+    # idempotency utility); its settings are a dataclass and the event store's pydantic models are imported
+    # only by the factories that build a store (paystream.adapters.wiring).
     modules, _ = loaded_after("import handler", "notifier")
     assert "handler" in modules
-    assert not {"pydantic", "paystream.models", "paystream.store", "paystream.payments"} & modules
+    assert not {"pydantic", "paystream.models", "paystream.store", "paystream.payments",
+                "aws_lambda_powertools.utilities.idempotency"} & modules
 
 
 def test_reading_the_fraud_configuration_does_not_load_the_scoring_code():

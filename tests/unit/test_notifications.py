@@ -1,18 +1,23 @@
 """Notifications: what the core publishes per payment event, and the notifier handler end to end on
-in-process moto (SQS batch → SNS topics → subscribed SQS queues), redeliveries included."""
+in-process moto (SQS batch → claims in the idempotency table → SNS topics → subscribed SQS queues):
+exactly once per (event, topic) through duplicates, redeliveries, claims held or abandoned by other
+invocations and failed publishes, in a fixed number of AWS requests per batch."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import boto3
+import botocore.client
 import pytest
 from moto import mock_aws
 from lambda_testing import emf_metrics
 
-from paystream.notifications import InvalidNotificationMessage, NotificationService
+from paystream.notifications import (COMPLETED, IN_PROGRESS, ClaimRefusal, ClaimResult, InvalidNotificationMessage,
+                                     NotificationService)
 
 REGION = "us-east-1"
 LAMBDAS = Path(__file__).resolve().parents[2] / "lambdas"
@@ -34,21 +39,48 @@ class RecordingPublisher:
     def __init__(self):
         self.published: list[tuple[str, dict, dict, str | None]] = []
 
-    def publish(self, topic_arn, message, attributes, subject=None):
-        self.published.append((topic_arn, json.loads(message), dict(attributes), subject))
-        return f"msg-{len(self.published)}"
+    def publish_batch(self, topic_arn, messages):
+        for m in messages:
+            self.published.append((topic_arn, json.loads(m.message), dict(m.attributes), m.subject))
+        return [f"msg-{i}" for i in range(len(messages))]
+
+
+class InMemoryClaims:
+    """The claims port as a dict: claims are all or nothing, like one transaction."""
+
+    def __init__(self):
+        self.records: dict[str, dict] = {}
+
+    def claim(self, keys, *, now, lease_until_ms):
+        refused = {key: ClaimRefusal("ConditionalCheckFailed", record["status"], record.get("lease"))
+                   for key in keys if (record := self.records.get(key))
+                   and not (record["status"] == IN_PROGRESS and record["lease"] < now * 1000)}
+        if refused:
+            return ClaimResult(frozenset(), refused)
+        self.records.update({key: {"status": IN_PROGRESS, "lease": lease_until_ms} for key in keys})
+        return ClaimResult(frozenset(keys), {})
+
+    def complete(self, message_ids, *, now):
+        self.records.update({key: {"status": COMPLETED} for key in message_ids})
+        return {}
+
+    def release(self, keys):
+        for key in keys:
+            self.records.pop(key, None)
+        return {}
 
 
 @pytest.fixture()
 def core():
     publisher = RecordingPublisher()
-    return NotificationService(publisher, notifications_topic_arn=NOTIFICATIONS_ARN, ops_alerts_topic_arn=OPS_ARN), publisher
+    return NotificationService(publisher, InMemoryClaims(), notifications_topic_arn=NOTIFICATIONS_ARN,
+                               ops_alerts_topic_arn=OPS_ARN), publisher
 
 
 def publish_all(service, event):
     deliveries = service.deliveries(event)
-    for delivery in deliveries:
-        service.publish(delivery)
+    results = service.deliver(deliveries, lease_seconds=30)
+    assert all(result.ok for result in results.values())
     return deliveries
 
 
@@ -158,7 +190,10 @@ def notifier(monkeypatch):
         spec.loader.exec_module(module)
 
         def received(name):
-            messages = sqs.receive_message(QueueUrl=subscribers[name], MaxNumberOfMessages=10).get("Messages", [])
+            """What reached the topic's subscriber since the last call (received ones stay invisible)."""
+            messages = []
+            while batch := sqs.receive_message(QueueUrl=subscribers[name], MaxNumberOfMessages=10).get("Messages", []):
+                messages += batch
             return [json.loads(m["Body"]) for m in messages]
 
         def batch(bodies):
@@ -169,13 +204,54 @@ def notifier(monkeypatch):
                 "awsRegion": REGION,
             } for i, body in enumerate(bodies)]}
 
-        yield module, batch, received, inbound
+        yield module, batch, received, ddb
+
+
+@pytest.fixture()
+def aws_calls(monkeypatch):
+    """Every boto3 call made, as (service, operation); `overrides[(service, operation)]` may stand in for one
+    (given the real call and the parameters)."""
+    calls: list[tuple[str, str]] = []
+    overrides: dict = {}
+    original = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation_name, api_params):
+        service = self.meta.service_model.service_name
+        calls.append((service, operation_name))
+        override = overrides.get((service, operation_name))
+        if override is not None:
+            return override(lambda params: original(self, operation_name, params), api_params)
+        return original(self, operation_name, api_params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls, overrides
+
+
+def success_of(event_id: str) -> str:
+    return json.dumps(bus_event("payment.succeeded", event_id=event_id, payment_intent_id="pi_1"))
+
+
+def notified_ids(received, topic: str = "payment-notifications") -> list[str]:
+    return sorted(json.loads(n["Message"])["notification_id"] for n in received(topic))
+
+
+def record(ddb, event_id: str, topic: str = "payment-notifications") -> dict | None:
+    item = ddb.get_item(TableName="idempotency", Key={"id": {"S": f"notifier#{event_id}:{topic}"}}).get("Item")
+    return None if item is None else {name: next(iter(value.values())) for name, value in item.items()}
+
+
+def put_claim(ddb, event_id: str, lease_until_ms: int) -> None:
+    """A claim another invocation made (Powertools' layout: epoch-ms lease, epoch-s expiration)."""
+    ddb.put_item(TableName="idempotency", Item={
+        "id": {"S": f"notifier#{event_id}:payment-notifications"}, "status": {"S": "INPROGRESS"},
+        "in_progress_expiration": {"N": str(lease_until_ms)}, "expiration": {"N": str(int(time.time()) + 3600)}})
 
 
 def test_handler_publishes_each_event_once_even_when_redelivered(notifier, capsys):
-    module, batch, received, _ = notifier
+    module, batch, received, ddb = notifier
     success = json.dumps(bus_event("payment.succeeded", payment_intent_id="pi_1"))
     dispute = json.dumps(bus_event("payment.disputed", event_id="ev-9", dispute_id="dp_1", dispute_reason="fraudulent"))
+    # The same event twice in one batch: both records acknowledged, one notification.
     assert module.handler(batch([success, dispute, success]), Context()) == {"batchItemFailures": []}
     assert module.handler(batch([dispute]), Context()) == {"batchItemFailures": []}  # a later redelivery
     notifications = received("payment-notifications")
@@ -185,11 +261,14 @@ def test_handler_publishes_each_event_once_even_when_redelivered(notifier, capsy
     assert attributes["payment.succeeded"] == {"event_type": "payment.succeeded", "customer_id": "cus_1", "currency": "eur"}
     [alert] = received("ops-alerts")
     assert json.loads(alert["Message"])["alert"] == "payment_disputed"
+    assert alert["Subject"] == "paystream: payment tx-1 disputed"
     # Outcome metrics count each outcome event once, redeliveries and the second topic included.
     assert sorted(emf_metrics(capsys.readouterr().out)) == [
-        ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0),
+        ("NotificationsAlreadyPublished", 1.0), ("NotificationsAlreadyPublished", 1.0),
         ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0), ("NotificationsPublished", 1.0),
         ("PaymentsDisputed", 1.0), ("PaymentsSucceeded", 1.0)]
+    completed = record(ddb, "ev-9", "ops-alerts")
+    assert completed["status"] == "COMPLETED" and 7 * 24 * 3600 - 60 < int(completed["expiration"]) - time.time() <= 7 * 24 * 3600
 
 
 def test_handler_fails_only_unusable_records_and_skips_retryable_failures(notifier):
@@ -203,3 +282,123 @@ def test_handler_fails_only_unusable_records_and_skips_retryable_failures(notifi
     assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-1"}]}
     [only] = received("payment-notifications")
     assert json.loads(only["Message"])["notification_id"] == "ev-6"
+
+
+def test_a_batch_costs_one_claim_one_publish_per_topic_and_one_completion(notifier, aws_calls):
+    module, batch, received, _ = notifier
+    calls, _ = aws_calls
+    assert module.handler(batch([success_of(f"ev-{i}") for i in range(10)]), Context()) == {"batchItemFailures": []}
+    assert sorted(calls) == [("dynamodb", "BatchWriteItem"), ("dynamodb", "TransactWriteItems"), ("sns", "PublishBatch")]
+    calls.clear()
+    dispute = json.dumps(bus_event("payment.disputed", event_id="ev-d", dispute_id="dp_1"))
+    assert module.handler(batch([dispute, success_of("ev-x")]), Context()) == {"batchItemFailures": []}
+    assert sorted(calls) == [("dynamodb", "BatchWriteItem"), ("dynamodb", "TransactWriteItems"),
+                             ("sns", "PublishBatch"), ("sns", "PublishBatch")]  # a dispute also goes to ops-alerts
+    assert notified_ids(received) == sorted([*(f"ev-{i}" for i in range(10)), "ev-d", "ev-x"])
+    assert notified_ids(received, "ops-alerts") == ["ev-d"]
+
+
+def test_a_redelivery_after_completion_is_acknowledged_without_publishing(notifier, aws_calls):
+    module, batch, received, _ = notifier
+    calls, _ = aws_calls
+    assert module.handler(batch([success_of("ev-1")]), Context()) == {"batchItemFailures": []}
+    calls.clear()
+    assert module.handler(batch([success_of("ev-1"), success_of("ev-1")]), Context()) == {"batchItemFailures": []}
+    assert calls == [("dynamodb", "TransactWriteItems")]  # refused: COMPLETED; nothing published or written
+    assert notified_ids(received) == ["ev-1"]
+
+
+def test_a_claim_another_invocation_holds_fails_its_records_and_publishes_nothing(notifier):
+    module, batch, received, ddb = notifier
+    lease = int(time.time() * 1000) + 60_000
+    put_claim(ddb, "ev-1", lease)
+    result = module.handler(batch([success_of("ev-1"), success_of("ev-2"), success_of("ev-1")]), Context())
+    # Both copies of the held event fail (SQS delivers them again later); the other event is published.
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}, {"itemIdentifier": "m-2"}]}
+    assert notified_ids(received) == ["ev-2"]
+    assert record(ddb, "ev-1")["status"] == "INPROGRESS" and int(record(ddb, "ev-1")["in_progress_expiration"]) == lease
+
+
+def test_an_abandoned_claim_is_taken_over_and_published_once(notifier):
+    module, batch, received, ddb = notifier
+    put_claim(ddb, "ev-1", int(time.time() * 1000) - 1_000)  # its invocation crashed; the lease has passed
+    assert module.handler(batch([success_of("ev-1")]), Context()) == {"batchItemFailures": []}
+    assert module.handler(batch([success_of("ev-1")]), Context()) == {"batchItemFailures": []}
+    assert notified_ids(received) == ["ev-1"]
+    assert record(ddb, "ev-1")["status"] == "COMPLETED"
+
+
+def test_a_rejected_publish_releases_its_claim_and_the_redelivery_publishes_it_once(notifier, aws_calls):
+    module, batch, received, ddb = notifier
+    calls, overrides = aws_calls
+
+    def reject_ev1(call, params):
+        entries = params["PublishBatchRequestEntries"]
+        rejected = [entry for entry in entries if json.loads(entry["Message"])["notification_id"] == "ev-1"]
+        kept = [entry for entry in entries if entry not in rejected]
+        response = call({**params, "PublishBatchRequestEntries": kept}) if kept else {"Successful": []}
+        return {**response, "Failed": [{"Id": entry["Id"], "Code": "InternalError", "Message": "try again",
+                                        "SenderFault": False} for entry in rejected]}
+
+    overrides[("sns", "PublishBatch")] = reject_ev1
+    result = module.handler(batch([success_of("ev-1"), success_of("ev-2")]), Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert record(ddb, "ev-1") is None and record(ddb, "ev-2")["status"] == "COMPLETED"
+    assert notified_ids(received) == ["ev-2"]
+    del overrides[("sns", "PublishBatch")]
+    assert module.handler(batch([success_of("ev-1"), success_of("ev-2")]), Context()) == {"batchItemFailures": []}
+    assert notified_ids(received) == ["ev-1"]
+    assert record(ddb, "ev-1")["status"] == "COMPLETED"
+
+
+def test_a_completion_that_fails_after_publishing_keeps_the_record_acknowledged(notifier, aws_calls, capsys):
+    module, batch, received, ddb = notifier
+    _, overrides = aws_calls
+
+    def refuse(call, params):
+        raise botocore.exceptions.ClientError({"Error": {"Code": "InternalServerError", "Message": "boom"}},
+                                              "BatchWriteItem")
+
+    overrides[("dynamodb", "BatchWriteItem")] = refuse
+    # Failing the record would publish it again: it is acknowledged, the failure logged and counted.
+    assert module.handler(batch([success_of("ev-1")]), Context()) == {"batchItemFailures": []}
+    assert notified_ids(received) == ["ev-1"]
+    assert ("NotificationCompletionsFailed", 1.0) in emf_metrics(capsys.readouterr().out)
+    assert record(ddb, "ev-1")["status"] == "INPROGRESS"  # holds redeliveries off until its lease passes
+    del overrides[("dynamodb", "BatchWriteItem")]
+    result = module.handler(batch([success_of("ev-1"), success_of("ev-2")]), Context())
+    assert result == {"batchItemFailures": [{"itemIdentifier": "m-0"}]}
+    assert notified_ids(received) == ["ev-2"]
+
+
+# -- claim retries (core) ------------------------------------------------------------------------------
+
+
+class FlakyClaims(InMemoryClaims):
+    """Refuses every claim for another reason (throttling, a conflicting transaction) `times` times."""
+
+    def __init__(self, times: int):
+        super().__init__()
+        self.times, self.transactions = times, 0
+
+    def claim(self, keys, *, now, lease_until_ms):
+        self.transactions += 1
+        if self.transactions <= self.times:
+            return ClaimResult(frozenset(), {keys[0]: ClaimRefusal("TransactionConflict")})
+        return super().claim(keys, now=now, lease_until_ms=lease_until_ms)
+
+
+@pytest.mark.parametrize("times, published", [(2, True), (10, False)])
+def test_claims_refused_for_another_reason_are_retried_with_backoff_then_fail(times, published):
+    publisher, claims, sleeps = RecordingPublisher(), FlakyClaims(times), []
+    service = NotificationService(publisher, claims, notifications_topic_arn=NOTIFICATIONS_ARN,
+                                  ops_alerts_topic_arn=OPS_ARN, sleep=sleeps.append)
+    deliveries = service.deliveries(bus_event("payment.succeeded", event_id="ev-1")) + service.deliveries(
+        bus_event("payment.succeeded", event_id="ev-2"))
+    results = service.deliver(deliveries, lease_seconds=30)
+    assert [result.ok for result in results.values()] == [published, published]
+    assert len(publisher.published) == (2 if published else 0)
+    assert claims.transactions == (3 if published else 4) and len(sleeps) == claims.transactions - 1
+    assert sleeps == sorted(sleeps) or len(sleeps) < 2  # exponential backoff
+    if not published:
+        assert all("TransactionConflict" in r.error or "cancelled" in r.error for r in results.values())

@@ -13,9 +13,12 @@ import pytest
 from moto import mock_aws
 
 from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable
+from paystream.adapters.inbox import DynamoDBWebhookInbox, DynamoDBWebhookOutcomes
 from paystream.models import PaymentRequest
+from paystream.processing import Outcome
 from paystream.states import apply, created_event, next_event
 from paystream.store import EventStore, event_sort_key, partition_key
+from paystream.webhooks import parse_event
 from paystream_ops import cli, replay
 from paystream_ops.common import Context, OperationFailed, iso
 from paystream_ops.environment import Environment
@@ -190,6 +193,36 @@ def test_replay_from_the_table_keeps_to_the_window_and_the_pattern_and_all_resen
     assert _ops(platform, "--yes", "replay", "--source", "table", "--from", "1h", "--all") == 0
     assert sorted(b["detail"]["event_id"] for b in _delivered(sqs, platform["observer"])) == sorted(
         e.event_id for e in recent)
+
+
+def _webhook(platform, event_id: str, processed: bool) -> None:
+    """A webhook stored as stripe_webhook stores it; `processed`: process_payment recorded its outcome on it."""
+    raw = json.dumps({"id": event_id, "type": "payment_intent.succeeded", "created": 1763800000, "livemode": False,
+                      "data": {"object": {"id": f"pi_{event_id}", "metadata": {"transaction_id": "t1"}}}})
+    DynamoDBWebhookInbox(boto3.resource("dynamodb", region_name=REGION).Table(TABLE), ttl_days=90).put_if_absent(
+        parse_event(raw))
+    if processed:
+        assert DynamoDBWebhookOutcomes(platform["ddb"], TABLE).record_all([Outcome(
+            "no_change", event_id, "payment_intent.succeeded", "already succeeded", transaction_id="t1")]) == {}
+
+
+def test_webhooks_are_gaps_and_replayed_from_the_table_only_while_never_processed(platform, capsys):
+    # The relay does not mark inbox items: an unprocessed one never got through, a processed one did.
+    _webhook(platform, "evt_unprocessed", processed=False)
+    _webhook(platform, "evt_processed", processed=True)
+    assert _ops(platform, "gaps", "--grace", "0s", "--json") == 3
+    assert [(gap["kind"], gap["event_id"]) for gap in json.loads(capsys.readouterr().out)["unrelayed"]] == [
+        ("stripe_event", "evt_unprocessed")]
+    assert _ops(platform, "--yes", "replay", "--source", "table", "--from", "1h") == 0
+    [delivered] = _delivered(platform["sqs"], platform["observer"])
+    assert (delivered["detail-type"], delivered["detail"]["event_id"]) == (
+        "stripe.payment_intent.succeeded", "evt_unprocessed")
+    item = platform["ddb"].get_item(TableName=TABLE, Key={"pk": {"S": "STRIPE_EVENT#evt_unprocessed"},
+                                                          "sk": {"S": "INBOX"}})["Item"]
+    assert "relayed_at" not in item  # still not through until process_payment records its outcome
+    assert _ops(platform, "--yes", "replay", "--source", "table", "--from", "1h", "--all") == 0
+    assert sorted(b["detail"]["event_id"] for b in _delivered(platform["sqs"], platform["observer"])) == [
+        "evt_processed", "evt_unprocessed"]
 
 
 def test_replay_from_the_table_stops_at_a_rejected_publication_and_marks_nothing_unsent(platform, tmp_path, capsys):

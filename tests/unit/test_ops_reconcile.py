@@ -206,7 +206,7 @@ def test_fix_appends_what_stripe_implies_once_and_a_second_run_appends_nothing(s
     assert failed[1][-1].detail["retryable"] is False  # a decline: the retry rule never matches it
     intent = store.get_projection("t-intent")
     assert (intent.status.value, intent.payment_intent_id) == ("review", "pi_intent")  # recorded, hold kept
-    assert store.find_transaction_id("pi_intent") == "t-intent"  # the link a charge webhook needs
+    assert store.find_transaction_ids(["pi_intent"]) == {"pi_intent": "t-intent"}  # the link a charge webhook needs
 
     counts = {tid: len(events_of(store, tid)) for tid in ("t-status", "t-refund", "t-failed", "t-intent")}
     code, again = run(stack, capsys, "--fix", "--yes", "--json")

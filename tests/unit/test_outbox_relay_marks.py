@@ -1,7 +1,8 @@
 """The relay's marks (`relayed_at`, `bus_event_id`, `fraud_stream_sequence_number`) in as few DynamoDB requests as
 is safe (paystream.adapters.publishers.RelayMarks): events put again whole, 25 per BatchWriteItem, with what
 BatchWriteItem leaves unprocessed retried and, when it stays unprocessed, the relay's usual failure path; webhook
-inbox items, which process_payment updates, still one conditional UpdateItem each."""
+inbox items are published but never marked: no DynamoDB request at all (process_payment's outcome shows them
+processed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections import Counter
 
 from botocore.exceptions import ClientError
 
-from paystream.adapters.inbox import DynamoDBWebhookInbox, DynamoDBWebhookOutcomes
+from paystream.adapters.inbox import DynamoDBWebhookInbox
 from paystream.adapters.publishers import RelayMarks
 from paystream.relay import Mark
 from paystream.webhooks import parse_event
@@ -75,19 +76,40 @@ def test_a_batch_of_events_is_marked_with_one_batch_write_per_25_and_nothing_els
         assert ("fraud_stream_sequence_number" in stored) == (item["event_type"] == "payment.created")
 
 
-def test_inbox_items_keep_a_conditional_update_that_never_erases_the_processing_outcome(platform):
+def test_inbox_items_are_published_without_any_dynamodb_request(platform):
     events = [platform.store_event(f"t{i}", 1) for i in range(3)]
     inbox = [_inbox_item(platform, f"evt_{i}") for i in range(2)]
     records = [platform.record(item) for item in [*events, *inbox]]
-    # process_payment may note its outcome on the inbox item before the relay marks it.
-    DynamoDBWebhookOutcomes(platform.ddb, TABLE).record("evt_0", "processed", transaction_id="t0", reason="applied")
     ddb = CountingDynamoDB(platform.ddb)
-    assert platform.relay(ddb=ddb).relay(records).failures == []
-    assert ddb.batch_writes == [[_key(item) for item in events]]
-    assert ddb.updates == [_key(item) for item in inbox]
-    outcome_noted = platform.stored(inbox[0])
-    assert outcome_noted["processing_status"] == "processed" and outcome_noted["relayed_at"]
-    assert all(platform.stored(item)["relayed_at"] for item in [*events, *inbox])
+    outcome = platform.relay(ddb=ddb).relay(records)
+    assert outcome.failures == [] and sorted(outcome.published) == sorted(sequence_numbers(records))
+    assert ddb.batch_writes == [[_key(item) for item in events]] and ddb.updates == []
+    assert {d["detail"]["event_id"] for d in platform.bus_deliveries()} >= {"evt_0", "evt_1"}
+    assert all(platform.stored(item)["relayed_at"] for item in events)
+    assert [platform.stored(item) for item in inbox] == inbox  # untouched: no mark
+    # A batch of webhooks only: published, and not one DynamoDB request (not even an empty batch write).
+    more = [_inbox_item(platform, f"evt_{i}") for i in range(2, 5)]
+    ddb = CountingDynamoDB(platform.ddb)
+    outcome = platform.relay(ddb=ddb).relay([platform.record(item) for item in more])
+    assert outcome.failures == [] and len(outcome.published) == 3
+    assert (ddb.batch_writes, ddb.updates) == ([], [])
+
+
+def test_a_webhook_sent_again_behind_a_failure_is_not_published_twice_and_still_not_marked(platform):
+    event = platform.store_event("t-fail", 1)
+    webhook = _inbox_item(platform, "evt_again")
+    records = [platform.record(event), platform.record(webhook)]
+    # The event's mark stays unprocessed through the 5 attempts: it and the webhook behind it are reported.
+    ddb = CountingDynamoDB(platform.ddb, leave=lambda key, attempt: attempt <= 5)
+    relay = platform.relay(ddb=ddb)
+    first = relay.relay(records)
+    assert [f.sequence_number for f in first.failures] == sequence_numbers(records)
+    again = relay.relay(records)  # Lambda sends both again: the event is only marked, the webhook nothing
+    assert again.failures == [] and sorted(again.published) == sorted(sequence_numbers(records))
+    assert len(ddb.batch_writes) == 6 and ddb.updates == []
+    assert platform.stored(event)["relayed_at"]
+    assert [d["detail"]["event_id"] for d in platform.bus_deliveries()].count("evt_again") == 1
+    assert platform.stored(webhook) == webhook
 
 
 def test_unprocessed_items_are_sent_again_alone_after_a_backoff(platform):

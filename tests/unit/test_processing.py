@@ -26,6 +26,7 @@ from paystream.processing import (
     NO_CHANGE,
     UNMATCHED,
     MalformedStripeEvent,
+    Outcome,
     PaymentNotYetKnown,
     StripeEventProcessor,
     parse_bus_event,
@@ -42,8 +43,11 @@ class RecordedOutcomes:
     def __init__(self):
         self.records: dict[str, dict] = {}
 
-    def record(self, stripe_event_id, status, *, transaction_id, reason):
-        self.records[stripe_event_id] = {"status": status, "transaction_id": transaction_id, "reason": reason}
+    def record_all(self, outcomes):
+        for outcome in outcomes:
+            self.records[outcome.stripe_event_id] = {"status": outcome.status, "transaction_id": outcome.transaction_id,
+                                                     "reason": outcome.reason}
+        return {}
 
 
 class RecordedAlerts:
@@ -436,7 +440,7 @@ def test_the_first_recording_of_a_payment_intent_writes_its_link_in_the_same_tra
     first = created_event("tx-1", REQUEST)
     projection = apply(None, first)
     store.create(projection, first)
-    assert store.find_transaction_id("pi_1") is None
+    assert store.find_transaction_ids(["pi_1"]) == {}
     calls = []
     original = client.transact_write_items
 
@@ -447,7 +451,7 @@ def test_the_first_recording_of_a_payment_intent_writes_its_link_in_the_same_tra
     client.transact_write_items = spy
     projection = append_event(store, projection, "payment.processing", {"payment_intent_id": "pi_1"})
     append_event(store, projection, "payment.succeeded", {"payment_intent_id": "pi_1"})
-    assert store.find_transaction_id("pi_1") == "tx-1"
+    assert store.find_transaction_ids(["pi_1"]) == {"pi_1": "tx-1"}
     first_write, second_write = ([item["Put"]["Item"]["pk"]["S"] for item in call["TransactItems"]] for call in calls)
     assert first_write == ["TXN#tx-1", "TXN#tx-1", "PAYMENT_INTENT#pi_1"]  # event, projection, link: one round trip
     assert second_write == ["TXN#tx-1", "TXN#tx-1"]  # already linked: nothing more
@@ -462,7 +466,7 @@ def test_a_payment_intent_linked_to_another_payment_is_refused_and_nothing_is_wr
         append_event(store, other, "payment.processing", {"payment_intent_id": "pi_1"})
     projection, events = store.load("tx-2")
     assert projection.payment_intent_id is None and types(events) == ["payment.created"]
-    assert store.find_transaction_id("pi_1") == "tx-1"
+    assert store.find_transaction_ids(["pi_1"]) == {"pi_1": "tx-1"}
 
 
 # ------------------------------------------------------------------ malformed input
@@ -499,8 +503,11 @@ def test_the_inbox_item_gets_its_outcome_and_a_missing_one_is_never_created(clie
     client.put_item(TableName=TABLE, Item={"pk": {"S": "STRIPE_EVENT#evt_1"}, "sk": {"S": "INBOX"},
                                            "item_type": {"S": "stripe_event"}, "payload": {"S": "{}"}})
     recorder = DynamoDBWebhookOutcomes(client, TABLE, clock=lambda: "2026-11-22T05:00:00.000Z")
-    recorder.record("evt_1", UNMATCHED, transaction_id=None, reason="no payment is linked to PaymentIntent pi_x")
-    recorder.record("evt_gone", APPLIED, transaction_id="tx-1", reason="expired from the inbox")
+    # evt_gone's missing item cancels the batch's transaction: each outcome is then written on its own.
+    assert recorder.record_all([
+        Outcome(UNMATCHED, "evt_1", "charge.refunded", "no payment is linked to PaymentIntent pi_x"),
+        Outcome(APPLIED, "evt_gone", "payment_intent.succeeded", "expired from the inbox", transaction_id="tx-1"),
+    ]) == {}
     item = client.get_item(TableName=TABLE, Key={"pk": {"S": "STRIPE_EVENT#evt_1"}, "sk": {"S": "INBOX"}})["Item"]
     assert (item["processing_status"]["S"], item["processed_at"]["S"], item["payload"]["S"]) == (
         "unmatched", "2026-11-22T05:00:00.000Z", "{}")

@@ -16,6 +16,7 @@ from paystream.adapters.dynamodb_store import DynamoDBTransactionsTable, seriali
 from paystream.adapters.inbox import DynamoDBWebhookOutcomes
 from paystream.adapters.publishers import EventBusPublisher, FraudStreamPublisher, RelayMarks
 from paystream.models import PaymentRequest
+from paystream.processing import Outcome
 from paystream.relay import OutboxRelay
 from paystream.states import apply, created_event, next_event
 from paystream.store import EventStore, event_item, projection_item
@@ -49,7 +50,7 @@ def _stored(txn: str, final: str = "payment.succeeded") -> list[dict]:
 
 def _webhook(txn: str, status: str | None = "no_change") -> dict:
     item = {"pk": f"STRIPE_EVENT#evt_{txn}", "sk": "INBOX", "item_type": "stripe_event", "event_id": f"evt_{txn}",
-            "event_type": "payment_intent.succeeded", "object_id": f"pi_{txn}", "relayed_at": "2026-11-22T12:00:01.000Z",
+            "event_type": "payment_intent.succeeded", "object_id": f"pi_{txn}",
             "payload": json.dumps({"id": f"evt_{txn}", "type": "payment_intent.succeeded", "data": {"object": {
                 "id": f"pi_{txn}", "object": "payment_intent", "metadata": {"transaction_id": txn}}}})}
     if status:
@@ -228,10 +229,10 @@ def _relay(platform, events: list, *, webhook: dict | None = None) -> None:
 
 
 def _store_webhook(platform, txn: str) -> dict:
-    item = {k: v for k, v in _webhook(txn, status=None).items() if k != "relayed_at"}
+    item = _webhook(txn, status=None)
     platform["ddb"].put_item(TableName=TABLE, Item=serialize(item))
-    DynamoDBWebhookOutcomes(platform["ddb"], TABLE).record(item["event_id"], "no_change", transaction_id=txn,
-                                                           reason="already succeeded")
+    assert DynamoDBWebhookOutcomes(platform["ddb"], TABLE).record_all([Outcome(
+        "no_change", item["event_id"], item["event_type"], "already succeeded", transaction_id=txn)]) == {}
     return item
 
 

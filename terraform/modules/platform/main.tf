@@ -174,8 +174,9 @@ locals {
       iam_statements = [
         { sid = "Publish", actions = ["events:PutEvents"], resources = [module.event_bus.bus_arn] },
         { sid = "FraudStream", actions = ["kinesis:PutRecords"], resources = [module.streaming.stream_arn] },
-        # Events are marked by BatchWriteItem puts, webhook inbox items by conditional UpdateItem (RelayMarks).
-        { sid = "MarkRelayed", actions = ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"], resources = [module.data.transactions_table_arn] },
+        # Events are marked by BatchWriteItem puts (RelayMarks); webhook inbox items are not marked
+        # (process_payment's recorded outcome shows them through).
+        { sid = "MarkRelayed", actions = ["dynamodb:BatchWriteItem"], resources = [module.data.transactions_table_arn] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
       ]
       routes = {}
@@ -216,10 +217,11 @@ locals {
         LOG_LEVEL                     = "INFO"
       }
       iam_statements = [
-        # TransactWriteItems is authorised per item (PutItem: events, projection, PaymentIntent link);
-        # GetItem reads a projection (again after a concurrent append) or a link, UpdateItem notes each
-        # webhook's outcome on its inbox item.
-        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"], resources = [module.data.transactions_table_arn] },
+        # TransactWriteItems is authorised per action (PutItem: events, projection, PaymentIntent link;
+        # UpdateItem: the batch's webhook outcomes on their inbox items, also one UpdateItem each when that
+        # transaction is cancelled); BatchGetItem reads a batch's links and projections, GetItem a projection
+        # again after a concurrent append.
+        { sid = "EventStore", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:BatchGetItem"], resources = [module.data.transactions_table_arn] },
         { sid = "OpsAlerts", actions = ["sns:Publish"], resources = [module.topics.topic_arns["ops-alerts"]] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
       ]
@@ -250,7 +252,9 @@ locals {
         LOG_LEVEL               = "INFO"
       }
       iam_statements = [
-        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem", "dynamodb:DeleteItem"], resources = [module.data.idempotency_table_arn] },
+        # Claims: one TransactWriteItems of conditional puts (authorised per item: PutItem); completions and
+        # releases: BatchWriteItem (puts, deletes). sns:Publish authorises PublishBatch too.
+        { sid = "Idempotency", actions = ["dynamodb:PutItem", "dynamodb:BatchWriteItem"], resources = [module.data.idempotency_table_arn] },
         { sid = "Notify", actions = ["sns:Publish"], resources = [module.topics.topic_arns["payment-notifications"], module.topics.topic_arns["ops-alerts"]] },
         { sid = "DataKey", actions = ["kms:Decrypt", "kms:GenerateDataKey"], resources = [module.kms.key_arn] },
       ]

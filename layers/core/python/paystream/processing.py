@@ -36,14 +36,23 @@ PaymentIntent (charges and disputes name only the PaymentIntent). No payment fou
 not be written yet (the webhook raced the initiation's append), so the event is retried
 (`PaymentNotYetKnown`) until it has been received `unmatched_retry_receives` times; then it is
 recorded as unmatched on its inbox item and raised on ops-alerts, and acknowledged. Never dropped.
+
+Per batch (`process_batch`, an SQS batch of deliveries): the links the batch needs are read together
+(one BatchGetItem), then every projection (one BatchGetItem); each delivery is applied in order against
+the projections as they stand, so two webhooks of one payment in a batch see each other's appends (an
+append that meets a concurrent writer still re-reads that one projection, as `append_event` does); then
+all outcomes are recorded together (one call: `WebhookOutcomes.record_all`), and only then are the
+unmatched ones alerted. A delivery fails alone — its own exception in the result — and SQS delivers it
+again; processing it again is harmless (the state machine appends nothing twice).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Mapping, Protocol, Sequence
 
+from paystream.models import Projection
 from paystream.payments import append_event
 from paystream.states import PAYMENT_FAILED, decide
 from paystream.store import EventStore
@@ -85,8 +94,9 @@ class PaymentNotYetKnown(Exception):
 
 
 class WebhookOutcomes(Protocol):
-    def record(self, stripe_event_id: str, status: str, *, transaction_id: str | None, reason: str) -> None:
-        """Note on the webhook's inbox item what processing did with it (processing_status, processed_at)."""
+    def record_all(self, outcomes: Sequence["Outcome"]) -> dict[str, Exception]:
+        """Note on each webhook's inbox item what processing did with it (processing_status, processed_at),
+        all together (one per Stripe event id); the errors of those that could not be recorded, by event id."""
 
 
 class Alerts(Protocol):
@@ -123,6 +133,16 @@ class Outcome:
     transaction_id: str | None = None
     payment_status: str | None = None
     appended: list[str] = field(default_factory=list)  # payment event types appended
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One message of a batch: its id, the Stripe event it carries, and how many times it has been received
+    (this delivery included)."""
+
+    message_id: str
+    event: StripeEvent
+    receive_count: int
 
 
 def parse_bus_event(body: str | Mapping[str, Any]) -> StripeEvent:
@@ -229,39 +249,103 @@ class StripeEventProcessor:
         self._unmatched_retry_receives = unmatched_retry_receives
 
     def process(self, event: StripeEvent, *, receive_count: int) -> Outcome:
-        """Apply one Stripe event to its payment. `receive_count`: how many times the message has been
-        received (this delivery included). Raises PaymentNotYetKnown to have it delivered again."""
-        plan = plan_for(event)
-        if plan is None:
-            return self._record(Outcome(IGNORED, event.event_id, event.event_type,
-                                        f"{event.event_type} does not change a payment"))
-        transaction_id = plan.transaction_id
-        if transaction_id is None and plan.payment_intent_id:
-            transaction_id = self._store.find_transaction_id(plan.payment_intent_id)
-        projection = self._store.get_projection(transaction_id) if transaction_id else None
+        """Apply one Stripe event on its own (a batch of one). Raises what failed it: PaymentNotYetKnown to
+        have it delivered again, MalformedStripeEvent, a store error."""
+        result = self.process_batch([Delivery("", event, receive_count)])[""]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def process_batch(self, deliveries: Sequence[Delivery]) -> dict[str, Outcome | Exception]:
+        """Apply a batch of Stripe events (module docstring, "Per batch"); by message id, each delivery's
+        Outcome, or the exception that failed it (PaymentNotYetKnown: deliver it again soon)."""
+        results: dict[str, Outcome | Exception] = {}
+        plans: dict[str, Plan | None] = {}
+        for delivery in deliveries:
+            try:
+                plans[delivery.message_id] = plan_for(delivery.event)
+            except MalformedStripeEvent as exc:
+                results[delivery.message_id] = exc
+        planned = [delivery for delivery in deliveries if delivery.message_id in plans]
+        try:
+            links = self._store.find_transaction_ids(
+                {plan.payment_intent_id for plan in plans.values()
+                 if plan is not None and plan.transaction_id is None and plan.payment_intent_id})
+            projections = self._store.get_projections(
+                {transaction_id for plan in plans.values() if plan is not None
+                 and (transaction_id := plan.transaction_id or links.get(plan.payment_intent_id))})
+        except Exception as exc:  # noqa: BLE001 - the reads failed: every delivery that needed them fails
+            for delivery in planned:
+                if plans[delivery.message_id] is not None:
+                    results[delivery.message_id] = exc
+            links, projections = {}, {}
+        done: list[tuple[Delivery, Outcome, dict[str, Any] | None]] = []  # with the alert to raise, if unmatched
+        for delivery in planned:
+            if delivery.message_id in results:
+                continue
+            plan = plans[delivery.message_id]
+            if plan is None:
+                event = delivery.event
+                done.append((delivery, Outcome(IGNORED, event.event_id, event.event_type,
+                                               f"{event.event_type} does not change a payment"), None))
+                continue
+            try:
+                done.append((delivery, *self._apply(delivery, plan, links, projections)))
+            except Exception as exc:  # noqa: BLE001 - this delivery fails alone; SQS delivers it again
+                results[delivery.message_id] = exc
+        # One outcome per Stripe event (the last: a second delivery of one event in the batch found the first's work).
+        latest = {outcome.stripe_event_id: outcome for _, outcome, _ in done}
+        try:
+            unrecorded = self._outcomes.record_all(list(latest.values())) if latest else {}
+        except Exception as exc:  # noqa: BLE001 - nothing recorded: every outcome's delivery fails
+            unrecorded = {event_id: exc for event_id in latest}
+        for delivery, outcome, alert in done:
+            if outcome.stripe_event_id in unrecorded:
+                results[delivery.message_id] = unrecorded[outcome.stripe_event_id]
+                continue
+            results[delivery.message_id] = outcome
+            if alert is not None:
+                try:
+                    self._alerts.publish(f"paystream: unmatched Stripe event {outcome.stripe_event_type}", alert)
+                except Exception as exc:  # noqa: BLE001 - delivered again: recorded again, alerted again
+                    results[delivery.message_id] = exc
+        return results
+
+    def _apply(self, delivery: Delivery, plan: Plan, links: dict[str, str],
+               projections: dict[str, Projection]) -> tuple[Outcome, dict[str, Any] | None]:
+        """Apply one delivery against `projections` (the batch's, updated here); its outcome, and the
+        ops alert to raise once it is recorded (unmatched), if any."""
+        event = delivery.event
+        transaction_id = plan.transaction_id or (links.get(plan.payment_intent_id) if plan.payment_intent_id else None)
+        projection = projections.get(transaction_id) if transaction_id else None
         if projection is None:
-            return self._unmatched(event, plan, transaction_id, receive_count)
+            return self._unmatched(event, plan, transaction_id, delivery.receive_count)
         if projection.payment_intent_id and plan.payment_intent_id not in (None, projection.payment_intent_id):
             # Retrying cannot help: the payment is known and charged through another PaymentIntent.
-            return self._unmatched(event, plan, transaction_id, receive_count, reason=(
+            return self._unmatched(event, plan, transaction_id, delivery.receive_count, reason=(
                 f"PaymentIntent {plan.payment_intent_id} is not payment {transaction_id}'s "
                 f"({projection.payment_intent_id})"))
         before, appended, reasons = projection, [], []
-        for event_type, detail in plan.steps:
-            if event_type == PAYMENT_FAILED:
-                detail = {**detail, "attempt": projection.attempt}
-            reasons.append(f"{event_type}: {decide(projection, event_type, detail).reason}")
-            last_sequence = projection.last_sequence
-            projection = append_event(self._store, projection, event_type, detail, source=PAYMENTS_SOURCE)
-            if projection.last_sequence > last_sequence:
-                appended.append(event_type)
+        try:
+            for event_type, detail in plan.steps:
+                if event_type == PAYMENT_FAILED:
+                    detail = {**detail, "attempt": projection.attempt}
+                reasons.append(f"{event_type}: {decide(projection, event_type, detail).reason}")
+                last_sequence = projection.last_sequence
+                projection = append_event(self._store, projection, event_type, detail, source=PAYMENTS_SOURCE)
+                if projection.last_sequence > last_sequence:
+                    appended.append(event_type)
+        finally:
+            # What later deliveries of this payment in the batch start from (even after a failed step: a stale
+            # projection only costs them a conflict and a re-read).
+            projections[projection.transaction_id] = projection
         status = APPLIED if projection.last_sequence > before.last_sequence else NO_CHANGE
-        return self._record(Outcome(status, event.event_id, event.event_type, "; ".join(reasons),
-                                    transaction_id=projection.transaction_id,
-                                    payment_status=projection.status.value, appended=appended))
+        return Outcome(status, event.event_id, event.event_type, "; ".join(reasons),
+                       transaction_id=projection.transaction_id, payment_status=projection.status.value,
+                       appended=appended), None
 
     def _unmatched(self, event: StripeEvent, plan: Plan, transaction_id: str | None, receive_count: int,
-                   reason: str | None = None) -> Outcome:
+                   reason: str | None = None) -> tuple[Outcome, dict[str, Any]]:
         """No payment of ours matches. `reason` given: definitive, no retry; else retried up to the threshold."""
         if reason is None:
             if transaction_id:
@@ -273,9 +357,8 @@ class StripeEventProcessor:
             if receive_count < self._unmatched_retry_receives:
                 raise PaymentNotYetKnown(
                     f"{reason} (yet): delivery {receive_count} of {self._unmatched_retry_receives}")
-        outcome = self._record(Outcome(UNMATCHED, event.event_id, event.event_type, reason,
-                                       transaction_id=transaction_id))
-        self._alerts.publish(f"paystream: unmatched Stripe event {event.event_type}", {
+        outcome = Outcome(UNMATCHED, event.event_id, event.event_type, reason, transaction_id=transaction_id)
+        return outcome, {
             "alert": "unmatched_stripe_event",
             "stripe_event_id": event.event_id,
             "stripe_event_type": event.event_type,
@@ -283,10 +366,4 @@ class StripeEventProcessor:
             "payment_intent_id": plan.payment_intent_id,
             "transaction_id": transaction_id,
             "reason": reason,
-        })
-        return outcome
-
-    def _record(self, outcome: Outcome) -> Outcome:
-        self._outcomes.record(outcome.stripe_event_id, outcome.status, transaction_id=outcome.transaction_id,
-                              reason=outcome.reason)
-        return outcome
+        }

@@ -40,12 +40,17 @@ is left (in AWS the retry of a shard's batch normally reaches the same warm envi
 PutEvents partial failure put the chunk's other events on the bus twice. A retry that reaches another
 environment (a cold start) still publishes them again: delivery stays at least once.
 
-After publishing, each item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
+After publishing, each event item gets `relayed_at` and `bus_event_id` (`fraud_stream_sequence_number`
 too for what went to the fraud stream), so a checker can list the events never relayed. The marks of a
-whole batch are written together once its chunks are published (the `Marks` adapter batches what it can:
-events, immutable once written, are put again whole from the stream record's image; see
+whole batch are written together once its chunks are published (events, immutable once written, are put
+again whole from the stream record's image, 25 per BatchWriteItem; see
 `paystream.adapters.publishers.RelayMarks`). A mark that cannot be written fails its record like a rejected
 entry: reported from it on, remembered as published, so a re-delivery only writes the mark.
+
+Webhook inbox items are NOT marked (it cost one UpdateItem per webhook): process_payment records its outcome
+on the item (`processing_status`), which says more — the webhook went out and was processed. An inbox item
+without it never got through (`unpublished`); publishing it again is harmless, since processing goes through
+the state machine and a duplicate appends nothing.
 """
 
 from __future__ import annotations
@@ -84,22 +89,30 @@ class FraudStream(Protocol):
 
 @dataclass(frozen=True)
 class Mark:
-    """What one published item gets written: when and as what it was published."""
+    """What one published event gets written: when and as what it was published."""
 
     key: dict[str, str]
     relayed_at: str
     bus_event_id: str
+    # The stream record's NEW_IMAGE (typed attributes): an event is never changed after it is written (only the
+    # relay writes to it again, and only these marks), so putting it again whole with the marks added loses nothing.
+    image: dict
     stream_sequence_number: str | None = None
-    # The stream record's NEW_IMAGE (typed attributes) when the item is never changed after it is written (an
-    # event: only the relay writes to it again, and only these marks), so that putting it again whole with the
-    # marks added loses nothing. None for items other code updates (webhook inbox items): update in place.
-    image: dict | None = None
 
 
 class Marks(Protocol):
     def mark(self, marks: list[Mark]) -> list[bool | Exception]:
-        """Record the publications; one result per mark, in order: True when written, False when the item no
-        longer exists (nothing to mark), or the exception that kept it from being written."""
+        """Record the publications; one result per mark, in order: True when written, or the exception that
+        kept it from being written."""
+
+
+def unpublished(item: dict) -> bool:
+    """Whether a stored event or webhook inbox item (plain attributes) may never have reached the bus: an event
+    without its relay mark, an inbox item without the outcome process_payment records (inbox items are not
+    marked: module docstring). What `paystream-ops gaps` lists and `replay --source table` publishes."""
+    if item.get("item_type") == "stripe_event":
+        return not item.get("processing_status")
+    return not item.get("relayed_at")
 
 
 class Unpublishable(Exception):
@@ -116,7 +129,7 @@ class Outgoing:
     order_key: str  # events sharing it keep their order: the payment (or Stripe object) they belong to
     entry: dict  # PutEvents entry without EventBusName (the bus adapter adds it)
     stream_record: dict | None  # PutRecords record, for events that also go to the fraud stream
-    image: dict | None = None  # Mark.image: the stream record's NEW_IMAGE for an event, None for an inbox item
+    image: dict | None = None  # Mark.image: the stream record's NEW_IMAGE for an event; None: not marked (inbox)
 
 
 @dataclass(frozen=True)
@@ -245,7 +258,7 @@ def to_outgoing(record: dict) -> Outgoing | None:
         entry = {"Source": STRIPE_SOURCE, "DetailType": f"stripe.{item['event_type']}", "Detail": _dumps(detail)}
         stream_record = None
         event_id, order_key = item["event_id"], f"STRIPE#{item.get('object_id') or item['event_id']}"
-        image = None  # process_payment notes its outcome on the item: never put it again whole
+        image = None  # not marked: process_payment's outcome on the item shows it went through
     size = entry_size(entry)
     if size > MAX_PUT_EVENTS_BYTES:
         raise Unpublishable(f"{where} (event {event_id}) is {size} bytes as an EventBridge entry, over the "
@@ -363,25 +376,25 @@ class OutboxRelay:
         return failed
 
     def _mark(self, published: list[Outgoing], progress: dict[str, Progress], outcome: RelayOutcome) -> dict[str, str]:
-        """Mark the published items, all in one `Marks.mark` call (the adapter batches the writes); the reasons
-        of the records whose mark could not be written."""
-        if not published:
-            return {}
-        relayed_at = self._clock()
-        marks = [Mark(item.key, relayed_at, progress[item.sequence_number].bus_event_id,
-                      progress[item.sequence_number].stream_sequence_number, item.image) for item in published]
-        try:
-            results = self._marks.mark(marks)
-        except Exception as exc:  # noqa: BLE001 - remembered as published: a re-delivery only marks them
-            results = [exc] * len(marks)
+        """Mark the published events, all in one `Marks.mark` call (the adapter batches the writes; inbox items
+        are not marked, see the module docstring); the reasons of the records whose mark could not be written."""
+        to_mark = [item for item in published if item.image is not None]
+        results: dict[str, bool | Exception] = {}
+        if to_mark:
+            relayed_at = self._clock()
+            marks = [Mark(item.key, relayed_at, progress[item.sequence_number].bus_event_id, item.image,
+                          progress[item.sequence_number].stream_sequence_number) for item in to_mark]
+            try:
+                answers = self._marks.mark(marks)
+            except Exception as exc:  # noqa: BLE001 - remembered as published: a re-delivery only marks them
+                answers = [exc] * len(marks)
+            results = {item.sequence_number: answer for item, answer in zip(to_mark, answers)}
         failed: dict[str, str] = {}
-        for item, result in zip(published, results):
+        for item in published:
+            result = results.get(item.sequence_number, True)
             if isinstance(result, Exception):
                 failed[item.sequence_number] = f"published event {item.event_id} but could not mark it: {result}"
                 continue
-            if result is False:
-                self._log.warning("published event's item no longer exists; nothing to mark",
-                                  extra={"event_id": item.event_id, "key": item.key})
             progress[item.sequence_number].marked = True
             outcome.published.append(item.sequence_number)
         return failed

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 from paystream.models import PaymentEvent, Projection, Status
 
@@ -120,6 +120,10 @@ class TransactionsTable(Protocol):
 
     def get_item(self, pk: str, sk: str) -> dict[str, Any] | None:
         """One item, read consistently."""
+
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The items stored under these (pk, sk) keys, read consistently, in no particular order (absent ones
+        left out); EventStoreError if some could not be read."""
 
 
 class EventStoreError(Exception):
@@ -287,6 +291,13 @@ class EventStore:
         item = self._table.get_item(partition_key(transaction_id), PROJECTION_SK)
         return None if item is None else Projection.model_validate(item)
 
+    def get_projections(self, transaction_ids: Iterable[str]) -> dict[str, Projection]:
+        """The projections of these payments by transaction id (payments not stored left out), read
+        consistently together: one BatchGetItem per 100 (process_payment reads a whole SQS batch's at once)."""
+        keys = [(partition_key(transaction_id), PROJECTION_SK) for transaction_id in dict.fromkeys(transaction_ids)]
+        projections = (Projection.model_validate(item) for item in (self._table.batch_get(keys) if keys else []))
+        return {projection.transaction_id: projection for projection in projections}
+
     def require_projection(self, transaction_id: str) -> Projection:
         """The projection of a payment that must exist (one consistent GetItem; PaymentNotFound if not)."""
         projection = self.get_projection(transaction_id)
@@ -332,10 +343,14 @@ class EventStore:
         retry at once; False when it is no longer this attempt's (completed, or taken over)."""
         return self.take_over_request(record, replace(record, in_progress_until=0))
 
-    def find_transaction_id(self, payment_intent_id: str) -> str | None:
-        """The payment a PaymentIntent belongs to, from the link its first recording wrote (1 GetItem)."""
-        item = self._table.get_item(payment_intent_link_key(payment_intent_id), PAYMENT_INTENT_LINK_SK)
-        return None if item is None else item.get("transaction_id")
+    def find_transaction_ids(self, payment_intent_ids: Iterable[str]) -> dict[str, str]:
+        """The payments these PaymentIntents belong to, {payment intent id: transaction id}, from the links
+        their first recordings wrote (PaymentIntents with no link left out): one BatchGetItem per 100."""
+        by_key = {payment_intent_link_key(payment_intent_id): payment_intent_id
+                  for payment_intent_id in payment_intent_ids}
+        items = self._table.batch_get([(key, PAYMENT_INTENT_LINK_SK) for key in by_key]) if by_key else []
+        return {by_key[item["pk"]]: item["transaction_id"] for item in items
+                if item.get("pk") in by_key and item.get("transaction_id")}
 
 
 def append_puts(expected_last_sequence: int, events: Sequence[PaymentEvent],

@@ -6,8 +6,10 @@ cancellation reasons directly. Numbers come back as int when integral (amounts, 
 
 from __future__ import annotations
 
+import random
+import time
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +23,7 @@ class _Deserializer(TypeDeserializer):
         return int(number) if number == number.to_integral_value() else float(number)
 
 
+MAX_BATCH_GET = 100  # BatchGetItem's limit of keys per request
 _serializer = TypeSerializer()
 _deserializer = _Deserializer()
 
@@ -45,9 +48,13 @@ def deserialize(item: dict[str, Any]) -> dict[str, Any]:
 
 
 class DynamoDBTransactionsTable:
-    def __init__(self, client: Any, table_name: str):
+    def __init__(self, client: Any, table_name: str, *, max_read_attempts: int = 5,
+                 backoff_seconds: float = 0.05, sleep: Callable[[float], None] = time.sleep):
         self._client = client  # boto3.client("dynamodb")
         self._table_name = table_name
+        self._max_read_attempts = max_read_attempts  # BatchGetItem calls per 100 keys (unprocessed keys)
+        self._backoff_seconds = backoff_seconds
+        self._sleep = sleep
 
     def transact_put(self, puts: Sequence[ConditionalPut], token: str | None = None) -> None:
         items = []
@@ -110,3 +117,28 @@ class DynamoDBTransactionsTable:
             raise EventStoreError(f"reading {pk} from {self._table_name} failed: {exc}") from exc
         item = response.get("Item")
         return None if item is None else deserialize(item)
+
+    def batch_get(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Consistent BatchGetItem of ≤ 100 distinct keys per request. Keys DynamoDB leaves unprocessed
+        (throttling, the 16 MB answer limit) are asked for again with jittered exponential backoff; still
+        unprocessed after the attempts → EventStoreError (the caller's record is delivered again)."""
+        unique = list(dict.fromkeys(keys))  # BatchGetItem refuses a request naming one key twice
+        items: list[dict[str, Any]] = []
+        for first in range(0, len(unique), MAX_BATCH_GET):
+            pending = [{"pk": {"S": pk}, "sk": {"S": sk}} for pk, sk in unique[first:first + MAX_BATCH_GET]]
+            for attempt in range(1, self._max_read_attempts + 1):
+                try:
+                    response = self._client.batch_get_item(
+                        RequestItems={self._table_name: {"Keys": pending, "ConsistentRead": True}})
+                except (ClientError, BotoCoreError) as exc:
+                    raise EventStoreError(f"reading {len(pending)} items from {self._table_name} failed: {exc}") from exc
+                items.extend(deserialize(item) for item in response.get("Responses", {}).get(self._table_name, []))
+                pending = ((response.get("UnprocessedKeys") or {}).get(self._table_name) or {}).get("Keys") or []
+                if not pending:
+                    break
+                if attempt == self._max_read_attempts:
+                    raise EventStoreError(f"{len(pending)} keys of {self._table_name} still unprocessed after "
+                                          f"{self._max_read_attempts} BatchGetItem calls")
+                # Jitter: functions throttled together should not retry in step.
+                self._sleep(random.uniform(0.5, 1.0) * self._backoff_seconds * 2 ** (attempt - 1))
+        return items

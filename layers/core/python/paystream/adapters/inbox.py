@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from paystream.clock import utc_now
 
-if TYPE_CHECKING:  # only a type here; importing paystream.webhooks would load stripe into every user
+if TYPE_CHECKING:  # only types here; importing paystream.webhooks would load stripe into every user
+    from paystream.processing import Outcome
     from paystream.webhooks import StripeEventRecord
 
 log = logging.getLogger(__name__)
+MAX_TRANSACT_ITEMS = 100  # TransactWriteItems' limit of actions per request
 
 
 def inbox_key(event_id: str) -> dict[str, str]:
@@ -49,26 +53,56 @@ class DynamoDBWebhookInbox:
 class DynamoDBWebhookOutcomes:
     """Notes on each inbox item what processing did with it (`processing_status`, `processed_at`,
     `processing_reason`, `transaction_id`), over the low-level DynamoDB client. A MODIFY: the relay's
-    stream filter passes only INSERTs, so it is never published again."""
+    stream filter passes only INSERTs, so it is never published again.
+
+    A whole SQS batch's outcomes go in ONE TransactWriteItems of Update actions (≤ 100 per call). Not
+    BatchWriteItem: it can only put whole items, and a put could race the inbox item's other writers.
+    Each update is conditional on the item existing (never a stub item: an expired inbox item, a replay
+    from the archive, stays gone), so one missing item cancels the transaction: the outcomes are then
+    written one UpdateItem each, as before, and only the missing ones are skipped (logged)."""
 
     def __init__(self, client: Any, table_name: str, clock=None):
         self._client = client
         self._table_name = table_name
         self._clock = clock or utc_now
 
-    def record(self, stripe_event_id: str, status: str, *, transaction_id: str | None, reason: str) -> None:
-        key = inbox_key(stripe_event_id)
-        values = {":status": {"S": status}, ":at": {"S": self._clock()}, ":reason": {"S": reason[:1000]}}
+    def record_all(self, outcomes: Sequence[Outcome]) -> dict[str, Exception]:
+        """Record the outcomes (one per Stripe event id); the errors of those not recorded, by event id."""
+        errors: dict[str, Exception] = {}
+        at = self._clock()
+        for first in range(0, len(outcomes), MAX_TRANSACT_ITEMS):
+            chunk = outcomes[first:first + MAX_TRANSACT_ITEMS]
+            updates = [self._update(outcome, at) for outcome in chunk]
+            try:
+                self._client.transact_write_items(TransactItems=[{"Update": update} for update in updates])
+                continue
+            except self._client.exceptions.TransactionCanceledException as exc:
+                reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
+                log.info("outcome transaction cancelled (%s): recording its %d outcomes one by one", reasons, len(chunk))
+            except (ClientError, BotoCoreError) as exc:
+                errors |= {outcome.stripe_event_id: exc for outcome in chunk}
+                continue
+            for outcome, update in zip(chunk, updates):
+                try:
+                    self._client.update_item(**update)
+                except self._client.exceptions.ConditionalCheckFailedException:
+                    log.warning("webhook %s is no longer in the inbox; its outcome %s is only logged",
+                                outcome.stripe_event_id, outcome.status)
+                except (ClientError, BotoCoreError) as exc:
+                    errors[outcome.stripe_event_id] = exc
+        return errors
+
+    def _update(self, outcome: Outcome, at: str) -> dict[str, Any]:
+        """The UpdateItem request (also a TransactWriteItems Update action) recording one outcome."""
+        values = {":status": {"S": outcome.status}, ":at": {"S": at}, ":reason": {"S": outcome.reason[:1000]}}
         update = "SET processing_status = :status, processed_at = :at, processing_reason = :reason"
-        if transaction_id:
-            values[":transaction_id"] = {"S": transaction_id}
+        if outcome.transaction_id:
+            values[":transaction_id"] = {"S": outcome.transaction_id}
             update += ", transaction_id = :transaction_id"
-        try:
-            self._client.update_item(
-                TableName=self._table_name, Key={k: {"S": v} for k, v in key.items()},
-                UpdateExpression=update, ExpressionAttributeValues=values,
-                # Never create a stub item: an expired inbox item (a replay from the archive) stays gone.
-                ConditionExpression="attribute_exists(pk)",
-            )
-        except self._client.exceptions.ConditionalCheckFailedException:
-            log.warning("webhook %s is no longer in the inbox; its outcome %s is only logged", stripe_event_id, status)
+        return {
+            "TableName": self._table_name,
+            "Key": {k: {"S": v} for k, v in inbox_key(outcome.stripe_event_id).items()},
+            "UpdateExpression": update, "ExpressionAttributeValues": values,
+            # Never create a stub item: an expired inbox item (a replay from the archive) stays gone.
+            "ConditionExpression": "attribute_exists(pk)",
+        }

@@ -54,18 +54,15 @@ class MarksNotWritten(Exception):
 
 
 class RelayMarks:
-    """Sets `relayed_at` (and what the item was published as) on published items, in as few requests as is safe.
+    """Sets `relayed_at` (and what the event was published as) on published events, in as few requests as is safe.
 
-    - An event (`Mark.image` given) is put again whole: the stream record's NEW_IMAGE plus the marks, 25 per
-      BatchWriteItem (items left in UnprocessedItems are sent again with backoff; what is still left fails
-      its marks, and a failed call fails its whole request). Safe without a condition, which BatchWriteItem
-      cannot carry: an event item never changes after its conditional insert (`attribute_not_exists(pk)`)
-      except by these marks, and nothing deletes one (no `expires_at`), so the image is the current item and
-      the put neither loses a newer version nor brings back a deleted one. The put is a MODIFY, which the
-      relay's stream filter (INSERTs only) never sends back to it.
-    - A webhook inbox item (no image) gets one conditional UpdateItem: process_payment notes its outcome on
-      the item, possibly before the mark, and a whole put could erase that; an item gone (expired) is never
-      recreated as a stray item holding only the mark.
+    Each event is put again whole: the stream record's NEW_IMAGE plus the marks, 25 per BatchWriteItem (items
+    left in UnprocessedItems are sent again with backoff; what is still left fails its marks, and a failed call
+    fails its whole request). Safe without a condition, which BatchWriteItem cannot carry: an event item never
+    changes after its conditional insert (`attribute_not_exists(pk)`) except by these marks, and nothing deletes
+    one (no `expires_at`), so the image is the current item and the put neither loses a newer version nor brings
+    back a deleted one. The put is a MODIFY, which the relay's stream filter (INSERTs only) never sends back to
+    it. Webhook inbox items are not marked (paystream.relay): this adapter makes no request for them.
     """
 
     def __init__(self, dynamodb_client: Any, table_name: str, *, max_attempts: int = 5,
@@ -78,15 +75,9 @@ class RelayMarks:
 
     def mark(self, marks: list[Mark]) -> list[bool | Exception]:
         results: list[bool | Exception] = [True] * len(marks)
-        for group in _batches([i for i, mark in enumerate(marks) if mark.image is not None], marks):
+        for group in _batches(list(range(len(marks))), marks):
             for i, error in self._put_batch([marks[i] for i in group]).items():
                 results[group[i]] = error
-        for i, mark in enumerate(marks):
-            if mark.image is None:
-                try:
-                    results[i] = self._update(mark)
-                except (BotoCoreError, ClientError) as exc:
-                    results[i] = exc
         return results
 
     def _put_batch(self, marks: list[Mark]) -> dict[int, Exception]:
@@ -106,24 +97,6 @@ class RelayMarks:
                 self._sleep(random.uniform(0.5, 1.0) * self._backoff_seconds * 2 ** (attempt - 1))
         error = MarksNotWritten(f"BatchWriteItem left {len(pending)} item(s) unprocessed after {self._max_attempts} attempts")
         return {position[_key_of(request["PutRequest"]["Item"])]: error for request in pending}
-
-    def _update(self, mark: Mark) -> bool:
-        values = _mark_attributes(mark)
-        assignments = [f"{name} = :{name}" for name in values]
-        try:
-            self._client.update_item(
-                TableName=self._table_name,
-                Key={name: {"S": value} for name, value in mark.key.items()},
-                UpdateExpression="SET " + ", ".join(assignments),
-                # Never create a stray item holding only the mark.
-                ConditionExpression="attribute_exists(pk)",
-                ExpressionAttributeValues={f":{name}": value for name, value in values.items()},
-            )
-        except ClientError as exc:
-            if exc.response["Error"].get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
 
 
 def _mark_attributes(mark: Mark) -> dict[str, dict]:

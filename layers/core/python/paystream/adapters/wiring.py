@@ -157,10 +157,13 @@ def retry_service(settings: Settings) -> "RetryService":
 
 
 def notification_service(settings: Settings) -> "NotificationService":
+    """The notifier's service: SNS topics, and its exactly-once records in the idempotency table."""
+    from paystream.adapters.notification_claims import DynamoDBDeliveryClaims
     from paystream.adapters.notification_topics import SnsTopicPublisher
     from paystream.notifications import NotificationService
 
     return NotificationService(SnsTopicPublisher(LazyClient("sns")),
+                               DynamoDBDeliveryClaims(dynamodb_client(), settings.idempotency_table),
                                notifications_topic_arn=settings.notifications_topic_arn,
                                ops_alerts_topic_arn=settings.ops_alerts_topic_arn)
 
