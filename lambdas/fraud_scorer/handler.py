@@ -1,10 +1,12 @@
 """fraud_scorer — score each payment the Kinesis fraud stream brings (paystream.fraud, docs/fraud.md).
 
 The whole batch is scored first (`score_batch`: one batched read of every profile and projection, then one
-transaction per record writing the profiles and `fraud.scored`), then Powertools' batch processor reports
-each record from its outcome: a malformed record or a retryable store failure is a batch item failure, so
-Lambda retries from it (bisecting) and, once the mapping's retry limit or record age is reached, sends it to
-the on-failure queue. Records already scored come back as duplicates and are not written again.
+transaction for the whole batch — split at 100 actions, at record boundaries — writing the profiles and each
+payment's `fraud.scored`; a cancelled one falls back to one transaction per record), then Powertools' batch
+processor reports each record from its outcome: a malformed record or a retryable store failure is a batch
+item failure, so Lambda retries from it (bisecting) and, once the mapping's retry limit or record age is
+reached, sends it to the on-failure queue. Records already scored come back as duplicates and are not
+written again.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The DynamoDB ProfileStore (paystream.adapters.fraud_profiles) on in-process moto: batched reads across the
-profiles and transactions tables, one transaction per record writing the profiles and fraud.scored, conflicts,
-unprocessed keys, and the request budget of a 100-record batch."""
+profiles and transactions tables, one transaction per batch (split at 100 actions) writing the profiles and
+fraud.scored, conflicts and the per-record fallback, unprocessed keys, and the request budget of a 100-record
+batch."""
 
 from __future__ import annotations
 
@@ -311,7 +312,113 @@ def test_a_100_record_batch_of_distinct_customers_costs_at_most_1_2_requests_per
     result = score_batch(records, store, CONFIG, NOW, related_keys=lambda p: [projection_key(p.transaction_id)])
 
     assert [o.status for o in result.outcomes] == ["scored"] * 100
-    # 300 profiles + 100 projections: 4 BatchGetItem calls, then one transaction per record.
-    assert client.calls == {"BatchGetItem": 4, "TransactWriteItems": 100}
-    assert client.total() / 100 <= 1.2
+    # 300 profiles + 100 projections: 4 BatchGetItem calls, then 500 actions (3 profiles, the event and the
+    # projection per record) in transactions of 20 records.
+    assert client.calls == {"BatchGetItem": 4, "TransactWriteItems": 5}
+    assert client.total() / 100 <= 0.1
     assert all(events.load(f"tx-{i}")[0].risk_score is not None for i in (0, 57, 99))
+
+
+def related(payment):
+    return [projection_key(payment.transaction_id)]
+
+
+def stored_state(aws, transaction_ids, profile_keys):
+    """What a batch leaves: each payment's events (type, source, detail; the id of fraud.scored, derived from
+    the scored record's) and score, and the profiles."""
+    events = aws["events"]
+    payments = {}
+    for transaction_id in transaction_ids:
+        projection, stored = events.load(transaction_id)
+        payments[transaction_id] = (projection.risk_score, [
+            (e.event_type, e.source, e.event_id if e.event_type == "fraud.scored" else None, e.detail) for e in stored])
+    return payments, aws["store"].get_many(profile_keys)
+
+
+def test_a_batch_of_payments_with_distinct_profiles_costs_one_read_and_one_transaction(aws):
+    store, events, client = aws["store"], aws["events"], aws["client"]
+    records = [FraudRecord(str(i), new_payment(events, f"tx-{i}", customer_id=f"cus_{i}", device_id=f"dev-{i}",
+                                               ip_address=f"198.51.100.{i}")) for i in range(10)]
+    client.calls.clear()
+
+    result = score_batch(records, store, CONFIG, NOW, related_keys=related)
+
+    assert [o.status for o in result.outcomes] == ["scored"] * 10
+    assert client.calls == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    for i in range(10):
+        projection, stored = events.load(f"tx-{i}")
+        assert [e.event_type for e in stored] == ["payment.created", "fraud.scored"]
+        assert projection.risk_score == result.outcomes[i].score.risk_score
+    assert store.get_many([f"CUSTOMER#cus_{i}" for i in range(10)]).keys() == {f"CUSTOMER#cus_{i}" for i in range(10)}
+
+
+def test_two_payments_of_one_customer_write_its_profile_once_with_both_counted(aws):
+    store, events, client = aws["store"], aws["events"], aws["client"]
+    records = [FraudRecord(str(i), new_payment(events, f"tx-{i}", occurred_at=NOW + timedelta(seconds=i)))
+               for i in range(2)]
+    client.calls.clear()
+
+    result = score_batch(records, store, CONFIG, NOW + timedelta(minutes=1), related_keys=related)
+
+    assert client.calls == {"BatchGetItem": 1, "TransactWriteItems": 1}
+    profiles = store.get_many(["CUSTOMER#cus_1", "DEVICE#dev-1", "IP#203.0.113.9"])
+    assert {key: (p.version, p.payment_count) for key, p in profiles.items()} == {
+        "CUSTOMER#cus_1": (2, 2), "DEVICE#dev-1": (2, 2), "IP#203.0.113.9": (2, 2)}
+    assert [r.event_id for r in profiles["CUSTOMER#cus_1"].recent_results] == \
+        [parse_payment(r.data).event_id for r in records]
+    assert [events.load(f"tx-{i}")[0].risk_score for i in range(2)] == [o.score.risk_score for o in result.outcomes]
+
+
+def test_a_cancelled_batch_transaction_falls_back_and_ends_as_the_per_record_path_does(aws):
+    # Another invocation scores a payment of the same device between the batch's read and its write.
+    store, events, client = aws["store"], aws["events"], aws["client"]
+    specs = [("tx-a", "cus_a"), ("tx-b", "cus_b"), ("tx-c", "cus_a")]
+    records = [FraudRecord(t, new_payment(events, t, customer_id=c, amount=150, occurred_at=NOW + timedelta(seconds=i)))
+               for i, (t, c) in enumerate(specs)]
+    other = FraudRecord("o", new_payment(events, "tx-other", customer_id="cus_o", amount=150,
+                                         occurred_at=NOW - timedelta(seconds=1)))
+    client.before_write = lambda: score_batch([other], store, CONFIG, NOW + timedelta(minutes=1),
+                                              related_keys=related)
+    client.calls.clear()
+
+    result = score_batch(records, store, CONFIG, NOW + timedelta(minutes=1), related_keys=related)
+
+    # the cancelled batch, the other invocation's transaction, then the three records one by one
+    assert client.scorer_writes == 1 + 1 + 3
+    assert [o.status for o in result.outcomes] == ["scored"] * 3
+    keys = ["CUSTOMER#cus_a", "CUSTOMER#cus_b", "CUSTOMER#cus_o", "DEVICE#dev-1", "IP#203.0.113.9"]
+    batch_state = stored_state(aws, ["tx-a", "tx-b", "tx-c", "tx-other"], keys)
+    batch_scores = [(o.status, o.score) for o in result.outcomes]
+
+    # The per-record path on a fresh copy of the same payments: the other payment first, then each record alone.
+    for table in (PROFILES, TRANSACTIONS):
+        for item in client._client.scan(TableName=table)["Items"]:
+            key = {"pk": item["pk"], **({"sk": item["sk"]} if "sk" in item else {})}
+            client._client.delete_item(TableName=table, Key=key)
+    for i, (t, c) in enumerate(specs):
+        new_payment(events, t, customer_id=c, amount=150, occurred_at=NOW + timedelta(seconds=i))
+    new_payment(events, "tx-other", customer_id="cus_o", amount=150, occurred_at=NOW - timedelta(seconds=1))
+    score_batch([other], store, CONFIG, NOW + timedelta(minutes=1), related_keys=related)
+    alone = [score_batch([r], store, CONFIG, NOW + timedelta(minutes=1), related_keys=related).outcomes[0]
+             for r in records]
+
+    assert batch_scores == [(o.status, o.score) for o in alone]
+    assert batch_state == stored_state(aws, ["tx-a", "tx-b", "tx-c", "tx-other"], keys)
+    assert batch_state[1]["DEVICE#dev-1"].payment_count == 4
+
+
+def test_two_scored_writes_of_one_payment_in_one_transaction_append_fraud_scored_once(aws):
+    store, events, client = aws["store"], aws["events"], aws["client"]
+    data = new_payment(events, "tx-1")
+    again = json.dumps({**json.loads(data), "event_id": "another-event-of-tx-1"})
+    related_items = store.get_many([projection_key("tx-1")])
+    later = FraudScore(10, (RiskFactor("unusual_country", "FR", 10),))
+    client.calls.clear()
+
+    store.put_many([a_write(data, score=SCORE, related=related_items),
+                    a_write(again, score=later, related=related_items, expected_version=1)])
+
+    assert client.calls == {"TransactWriteItems": 1}
+    projection, stored = events.load("tx-1")
+    assert [e.event_type for e in stored] == ["payment.created", "fraud.scored"] and projection.risk_score == 75
+    assert store.get_many(["CUSTOMER#cus_1"])["CUSTOMER#cus_1"].version == 2

@@ -1,6 +1,7 @@
-"""Batch scoring over the store port (in memory): in-order effects inside a batch, the read/write budget,
-per-record failures, version conflicts, redeliveries, and the scenarios of issue 5 (card-testing burst,
-ordinary customer)."""
+"""Batch scoring over the store port (in memory): in-order effects inside a batch, the read/write budget
+(one batched read, one write per batch of at most 100 actions), the per-record fallback of a cancelled
+batch write, per-record failures, version conflicts, redeliveries, and the scenarios of issue 5
+(card-testing burst, ordinary customer)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from paystream.fraud import (
     RiskProfile,
     score_batch,
 )
-from paystream.fraud.scoring import REDELIVERED_REASON
+from paystream.fraud.scoring import MAX_ACTIONS_PER_WRITE, REDELIVERED_REASON, merged_updates, write_actions
 
 T0 = datetime(2026, 11, 22, 5, 0, tzinfo=timezone.utc)
 T0_MS = int(T0.timestamp() * 1000)
@@ -83,22 +84,27 @@ def test_an_ordinary_customers_history_stays_below_review():
 
 # --- reads and writes ---------------------------------------------------------------------------------------
 
-def test_a_100_record_batch_reads_in_chunks_of_100_keys_and_writes_once_per_record():
+def test_a_100_record_batch_reads_in_chunks_of_100_keys_and_writes_in_transactions_split_at_records():
     records = [record(i, T0_MS + i, customer=f"cus_{i}", ip_address=f"192.0.2.{i}") for i in range(100)]
     result, store = run(records)
     assert [o.status for o in result.outcomes] == ["scored"] * 100
     keys = 300  # a customer, a device and an IP per record
     assert store.read_calls <= math.ceil(keys / 100) == 3
     assert store.max_keys_per_read <= 100 and store.keys_read == keys
-    assert store.write_calls == 100
-    assert store.requests() / 100 <= 1.2
+    # 300 profile puts: 33 records (99 actions) per transaction, a record's 3 never split.
+    assert store.write_sizes == [33, 33, 33, 1]
+    assert [w.payment.event_id for w in store.writes] == [f"evt-{i}" for i in range(100)]
+    assert store.requests() == 3 + 4
 
 
 def test_shared_profiles_are_read_once():
     records = [record(i, T0_MS + i * 60_000, customer=f"cus_{i % 4}", ip_address="192.0.2.1") for i in range(100)]
     _, store = run(records)
     assert store.read_calls == 1 and store.keys_read == 4 + 4 + 1
-    assert store.write_calls == 100
+    # ... and written once: 9 profiles in one transaction, each with all its records.
+    assert store.write_calls == 1 and store.write_sizes == [100]
+    assert store.profiles["IP#192.0.2.1"].version == store.profiles["IP#192.0.2.1"].payment_count == 100
+    assert store.profiles["CUSTOMER#cus_3"].payment_count == 25
 
 
 def test_records_of_one_customer_in_a_batch_see_each_other():
@@ -124,7 +130,7 @@ def test_a_malformed_record_fails_alone():
     assert not bad.retryable and bad.error.startswith("record data is not JSON")
     assert "amount: Field required" in result.outcomes[2].error
     assert store.profiles["CUSTOMER#cus_1"].payment_count == 2
-    assert store.write_calls == 3
+    assert store.write_calls == 1 and store.write_sizes == [3]
 
 
 def test_a_concurrent_write_is_re_read_and_the_record_scored_on_top_of_it():
@@ -164,12 +170,14 @@ def test_a_conflict_that_persists_fails_the_record_and_defers_that_customers_lat
     assert other.status == "scored"
     assert later.status == "failed" and later.retryable and later.error.startswith("deferred: an earlier record of CUSTOMER#cus_1")
     assert result.failed_record_ids() == ["seq-1", "seq-3"]
-    assert store.write_calls == 3 + 1  # three tries for the first record, one for cus_2, none for the deferred one
+    # The cancelled batch write, then one by one: three tries for the first record, one for cus_2, none for the
+    # deferred one.
+    assert store.write_calls == 1 + 3 + 1
 
 
 def test_a_store_error_on_write_fails_that_record_only():
     store = InMemoryProfileStore()
-    store.fail_puts = 1
+    store.fail_puts = 2  # the batch write, then the first record's own write
     result, _ = run([record(1, T0_MS), record(2, T0_MS, customer="cus_2")], store)
     assert [(o.status, o.retryable) for o in result.outcomes] == [("failed", True), ("scored", False)]
     assert "ProvisionedThroughputExceededException" in result.outcomes[0].error
@@ -251,7 +259,7 @@ def test_a_batch_scores_exactly_as_its_records_one_by_one_in_order(specs):
     alone = [run([r], alone_store)[0].outcomes[0] for r in records]
     assert comparable(batch) == [(o.record_id, o.status, o.score) for o in alone]
     assert batch_store.profiles == alone_store.profiles
-    assert batch_store.write_calls == len(records)
+    assert batch_store.write_calls == (1 if records else 0)
     assert batch_store.read_calls == (1 if records else 0)
 
 
@@ -285,7 +293,9 @@ def test_related_items_are_read_in_the_same_reads_and_handed_to_the_write():
     assert [w.related for w in store.writes[:2]] == [{"TXN#txn-0": {"last_sequence": 2}},
                                                      {"TXN#txn-1": {"last_sequence": 3}}]
     assert store.writes[-1].related == {"TXN#txn-59": None}  # not stored: None, for the adapter to decide
-    assert store.write_calls == 60
+    # A related key counts 2 actions (projection + event): 5 for the first record, 4 for each next one (the IP
+    # is shared): 24 records (97 actions) per transaction.
+    assert store.write_sizes == [24, 24, 12]
 
 
 def test_related_items_are_read_again_after_a_conflict():
@@ -301,3 +311,91 @@ def test_related_items_are_read_again_after_a_conflict():
     assert result.outcomes[0].status == "scored"
     assert store.writes[-1].related == {"TXN#txn-1": {"last_sequence": 3}}
     assert store.writes[-1].updates[0].expected_version == 1
+
+
+# --- one write per batch ------------------------------------------------------------------------------------
+
+def one_by_one(records, store, **kwargs):
+    return [run([r], store, **kwargs)[0].outcomes[0] for r in records]
+
+
+def test_a_customers_records_in_one_batch_write_the_profile_once_as_two_writes_in_a_row_would():
+    records = [record(1, T0_MS), record(2, T0_MS + 60_000, amount=9000)]
+    result, store = run(records)
+    alone_store = InMemoryProfileStore()
+    alone = one_by_one(records, alone_store)
+    assert store.write_calls == 1 and alone_store.write_calls == 2
+    assert [(o.status, o.score) for o in result.outcomes] == [(o.status, o.score) for o in alone]
+    assert store.profiles == alone_store.profiles
+    customer = store.profiles["CUSTOMER#cus_1"]
+    assert customer.version == 2 and customer.payment_count == 2 and customer.amount_stats["usd"].sum == 11_500
+    # Merged: each profile once, its final state, conditional on the version read before the first record.
+    merged = merged_updates(store.writes)
+    assert [(u.profile.key, u.profile.version, u.expected_version) for u in merged] == [
+        ("CUSTOMER#cus_1", 2, 0), ("DEVICE#dev-cus_1", 2, 0), ("IP#192.0.2.10", 2, 0)]
+    assert write_actions(store.writes) == 3
+
+
+def concurrent_writer(when, other_records):
+    """A before_put hook: another shard writes `other_records` (one by one) when `when(write)` first holds."""
+    def hook(store, write):
+        if when(write):
+            store.before_put = None
+            for other in other_records:
+                run([other], store)
+    return hook
+
+
+def test_a_cancelled_batch_write_falls_back_to_the_per_record_path_with_the_same_results():
+    # Two customers on one device; another shard writes a payment of that device between the batch's read and
+    # its write: the batch transaction is cancelled, nothing of it is written, and the records are scored again
+    # on top of the other shard's payment, exactly as one-by-one writes after it would be.
+    records = [record(i, T0_MS + i * 2000, customer=f"cus_{i % 2}", device_id="dev-shared", amount=100)
+               for i in range(6)]
+    other = record(99, T0_MS - 1000, customer="cus_other", device_id="dev-shared", amount=100)
+    store = InMemoryProfileStore()
+    store.before_put = concurrent_writer(lambda write: True, [other])
+    result, _ = run(records, store)
+
+    expected_store = InMemoryProfileStore()
+    run([other], expected_store)
+    expected = one_by_one(records, expected_store)
+    assert [(o.record_id, o.status, o.score) for o in result.outcomes] == \
+        [(o.record_id, o.status, o.score) for o in expected]
+    assert store.profiles == expected_store.profiles
+    assert store.profiles["DEVICE#dev-shared"].payment_count == 7
+    # the cancelled batch, the other shard's own write, then the 6 records one by one
+    assert store.write_sizes == [1, 1, 1, 1, 1, 1, 1] and store.write_calls == 1 + 7
+    # the batch read, the other shard's read, one batched re-read after the conflict; no per-record conflict
+    assert store.read_calls == 3
+
+
+def test_a_batch_over_100_actions_is_split_at_record_boundaries_and_a_later_cancelled_part_falls_back():
+    # One customer and IP, a new device per record, its projection related: 5 actions for the first record,
+    # 3 for each next one — 32 records (98 actions) in the first transaction, the customer written in both.
+    related = lambda payment: [f"TXN#{payment.transaction_id}"]  # noqa: E731
+    records = [record(i, T0_MS + i * 600_000, device_id=f"dev-{i}") for i in range(40)]
+    result, store = run(records, related_keys=related)
+    alone_store = InMemoryProfileStore()
+    alone = one_by_one(records, alone_store, related_keys=related)
+    assert store.write_sizes == [32, 8]
+    assert all(write_actions(chunk) <= MAX_ACTIONS_PER_WRITE for chunk in (store.writes[:32], store.writes[32:]))
+    assert [u.expected_version for u in merged_updates(store.writes[32:]) if u.profile.kind == "CUSTOMER"] == [32]
+    assert [(o.status, o.score) for o in result.outcomes] == [(o.status, o.score) for o in alone]
+    assert store.profiles == alone_store.profiles and store.profiles["CUSTOMER#cus_1"].version == 40
+
+    # The same batch where another shard writes the IP just before the second transaction: the first stays
+    # written, the second's records go one by one, and every outcome is as if each record had been written
+    # alone, in order, with the other shard's payment before the 33rd.
+    other = record(99, T0_MS + 32 * 600_000 - 1, customer="cus_other", device_id="dev-other")
+    store = InMemoryProfileStore()
+    store.before_put = concurrent_writer(lambda write: write.payment.event_id == "evt-32", [other])
+    result, _ = run(records, store, related_keys=related)
+    expected_store = InMemoryProfileStore()
+    expected = one_by_one(records[:32], expected_store, related_keys=related)
+    run([other], expected_store)
+    expected += one_by_one(records[32:], expected_store, related_keys=related)
+    assert store.write_sizes == [32, 1] + [1] * 8
+    assert [(o.record_id, o.status, o.score) for o in result.outcomes] == \
+        [(o.record_id, o.status, o.score) for o in expected]
+    assert store.profiles == expected_store.profiles

@@ -8,13 +8,16 @@ capped exponential backoff; still unprocessed after the attempts → ProfileStor
 Reads are strongly consistent: every write is conditional on what was read, and a stale read would only
 buy a conflict and a second round trip.
 
-Writes: `put` is ONE TransactWriteItems per record: each profile on condition that its stored `version` is
-the one read (absent for a new profile), plus — for a scored payment whose projection was read and that
-`states.decide` says has no score yet — the `fraud.scored` event and the new projection, with exactly the
-conditions of `EventStore.append` (`store.append_puts`). So the score is never written without the profiles
-it counted, nor the profiles without the score. A cancellation by a condition or a concurrent transaction
-is a VersionConflict: the core re-reads the record's profiles and projection and scores it again (a
-redelivered record is then recognised from the customer's remembered results).
+Writes: `put_many` is ONE TransactWriteItems for several records' writes (the core keeps it within 100
+actions; `put` is the same for one record): each profile once (`merged_updates`: its final state) on
+condition that its stored `version` is the one read (absent for a new profile), plus — for each scored
+payment whose projection was read and that `states.decide` says has no score yet — the `fraud.scored` event
+and the new projection, with exactly the conditions of `EventStore.append` (`store.append_puts`). A second
+record of the same payment in the transaction is decided on the projection the first one's append leaves
+(the first score wins, as it would on a re-read). So a score is never written without the profiles it
+counted, nor the profiles without the score. A cancellation by a condition or a concurrent transaction is a
+VersionConflict: the core re-reads the profiles and projections and scores the records again, one by one
+(a redelivered record is then recognised from the customer's remembered results).
 """
 
 from __future__ import annotations
@@ -110,14 +113,20 @@ class DynamoDBProfileStore:
 
     # --- writes ------------------------------------------------------------------------------------------
 
-    def scored_event_puts(self, write: ProfileWrite) -> list[ConditionalPut]:
-        """The fraud.scored append for this write, or nothing (a decline, no projection, already scored)."""
+    def scored_event_puts(self, write: ProfileWrite, appended: dict[str, Projection] | None = None
+                          ) -> list[ConditionalPut]:
+        """The fraud.scored append for this write, or nothing (a decline, no projection, already scored).
+        `appended`: the projections earlier writes of the same transaction leave, by related key (updated)."""
         if write.score is None:
             return []
-        item = write.related.get(projection_key(write.payment.transaction_id))
-        if item is None:
-            return []  # not a stored payment (e.g. a record put on the stream by hand): profiles only
-        projection = Projection.model_validate(item)
+        key = projection_key(write.payment.transaction_id)
+        appended = {} if appended is None else appended
+        projection = appended.get(key)
+        if projection is None:
+            item = write.related.get(key)
+            if item is None:
+                return []  # not a stored payment (e.g. a record put on the stream by hand): profiles only
+            projection = Projection.model_validate(item)
         detail = write.score.to_detail()
         if projection.capture_method != "automatic":
             # As payment.created says it: the capture rule (fraud-cleared) matches only risk-gated payments, so
@@ -125,13 +134,22 @@ class DynamoDBProfileStore:
             detail["capture_method"] = projection.capture_method
         if not decide(projection, FRAUD_SCORED, detail).append:
             return []  # the first score wins (states.py)
+        if key in appended:  # one transaction cannot write the projection twice: let the records go one by one
+            raise ProfileStoreError(f"two appends to {key} in one transaction")
         event = next_event(projection, FRAUD_SCORED, detail, source=FRAUD_SOURCE,
                            event_id=fraud_scored_event_id(write.payment.event_id))
-        return append_puts(projection.last_sequence, [event], apply(projection, event))
+        appended[key] = apply(projection, event)
+        return append_puts(projection.last_sequence, [event], appended[key])
 
     def put(self, write: ProfileWrite) -> None:
+        self.put_many([write])
+
+    def put_many(self, writes: Sequence[ProfileWrite]) -> None:
+        from paystream.fraud.scoring import merged_updates  # loaded already where anything is written
+
+        what = f"write of {writes[0].payment.event_id}" if len(writes) == 1 else f"write of {len(writes)} records"
         items: list[dict[str, Any]] = []
-        for update in write.updates:
+        for update in merged_updates(writes):
             put: dict[str, Any] = {"TableName": self._profiles_table, "Item": serialize(update.profile.to_item(self.config))}
             if update.expected_version == 0:
                 put["ConditionExpression"] = "attribute_not_exists(pk)"
@@ -139,20 +157,22 @@ class DynamoDBProfileStore:
                 put["ConditionExpression"] = "version = :expected_version"
                 put["ExpressionAttributeValues"] = {":expected_version": {"N": str(update.expected_version)}}
             items.append({"Put": put})
-        for conditional in self.scored_event_puts(write):
-            put = {"TableName": self._transactions_table, "Item": serialize(conditional.item),
-                   "ConditionExpression": conditional.condition}
-            if conditional.values:
-                put["ExpressionAttributeValues"] = serialize(conditional.values)
-            items.append({"Put": put})
+        appended: dict[str, Projection] = {}
+        for write in writes:
+            for conditional in self.scored_event_puts(write, appended):
+                put = {"TableName": self._transactions_table, "Item": serialize(conditional.item),
+                       "ConditionExpression": conditional.condition}
+                if conditional.values:
+                    put["ExpressionAttributeValues"] = serialize(conditional.values)
+                items.append({"Put": put})
         try:
             self._client.transact_write_items(TransactItems=items)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 reasons = [reason.get("Code", "None") for reason in exc.response.get("CancellationReasons", [])]
                 if _CONFLICT_REASONS & set(reasons):
-                    raise VersionConflict(f"write of {write.payment.event_id} cancelled: {reasons}") from exc
-                raise ProfileStoreError(f"write of {write.payment.event_id} cancelled: {reasons}") from exc
+                    raise VersionConflict(f"{what} cancelled: {reasons}") from exc
+                raise ProfileStoreError(f"{what} cancelled: {reasons}") from exc
             raise ProfileStoreError(f"writing fraud profiles failed: {exc}") from exc
         except BotoCoreError as exc:
             raise ProfileStoreError(f"writing fraud profiles failed: {exc}") from exc

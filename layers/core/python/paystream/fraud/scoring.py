@@ -1,4 +1,4 @@
-"""Scoring a whole batch of fraud-stream records: batched reads, one conditional write per record.
+"""Scoring a whole batch of fraud-stream records: batched reads, then one conditional write per batch.
 
     result = score_batch(records, store, config, now, ip_countries=lookup)
     result.outcomes            # one per record, in input order: scored / duplicate / recorded / failed
@@ -6,32 +6,43 @@
 
 Budget: the profiles every record needs (CUSTOMER#, DEVICE#, IP#) are read up front in calls of at most
 100 keys (`ProfileStore.get_many`, one BatchGetItem each), so a 100-record batch costs
-ceil(distinct keys / 100) reads; then each record costs exactly one `ProfileStore.put` (one
-TransactWriteItems of its 1–3 profiles, each conditional on the version read). Only a version conflict
-(another invocation wrote a shared device or IP profile meanwhile) costs more: one re-read of that
-record's keys and one more write, at most `max_conflict_retries` times.
+ceil(distinct keys / 100) reads; then every record is scored in memory, in order, and the whole batch is
+written with `ProfileStore.put_many` — ONE TransactWriteItems for up to MAX_ACTIONS_PER_WRITE (100)
+actions, split into several only at record boundaries. A profile several records of the batch touch
+(one customer's, a shared device or IP) is written once, with its final state, on condition that its
+stored version is still the one the first of those records read (`merged_updates`); in a later
+transaction of the same batch, on the version the earlier one wrote.
 
 Writing the result in the same transaction: `related_keys(payment)` names further items to read in the
 same batched reads (e.g. `TXN#<transaction_id>`, the payment's projection — BatchGetItem spans tables);
-they reach `store.put` in `ProfileWrite.related`, so an adapter can append `fraud.scored` (expected
-`last_sequence` from the projection) in the record's one TransactWriteItems. Budget for a 100-record
-batch: ceil((profiles + projections) / 100) reads, ≤ 4, and still one write per record.
+they reach the store in `ProfileWrite.related`, so an adapter can append `fraud.scored` (expected
+`last_sequence` from the projection) in the same TransactWriteItems. Each related key is counted as
+RELATED_ITEM_ACTIONS (2: the projection and the appended event) towards the 100 actions. Budget for a
+100-record batch: ceil((profiles + projections) / 100) reads, ≤ 4, and ceil(actions / 100) writes, ≤ 5.
 
 Order: records are applied in input order (Kinesis's order within a shard) to in-memory profiles, so
 records of one customer (device, IP) later in the batch see the earlier ones' effects — exactly as if
 each record were scored and written alone, one after the other.
 
+A cancelled batch transaction (a version condition failed because another invocation wrote a shared
+profile or the payment meanwhile, a transaction conflict, a store error) falls back, for its records and
+every later one, to the per-record path: the transaction wrote nothing, so the profiles are taken back to
+what the earlier transactions wrote, read again (one batched read, after a conflict), and each record is
+scored and written alone (`ProfileStore.put`, one TransactWriteItems) — with the same outcomes as if
+there had never been a batch write. Only a version conflict of that record costs more there: one re-read
+of that record's keys and one more write, at most `max_conflict_retries` times.
+
 Failures are per record and never stop the others:
 - malformed (not JSON, missing or invalid fields): `failed`, `retryable=False` — it will never score; the
   caller reports it and the mapping's retry limit sends it to the on-failure destination;
-- a version conflict that outlasts the retries, or a store error on the write: `failed`, `retryable=True`;
-  later records of the same customer in the batch are then not applied either (`failed`, retryable,
-  "deferred") so a customer's records are never applied out of order; Kinesis redelivers them.
+- (per-record path) a version conflict that outlasts the retries, or a store error on the write: `failed`,
+  `retryable=True`; later records of the same customer in the batch are then not applied either (`failed`,
+  retryable, "deferred") so a customer's records are never applied out of order; Kinesis redelivers them.
 A failure of the up-front read raises `ProfileStoreError`: nothing was applied, the whole batch is retried.
 
 Redelivery: Kinesis delivers at least once (a retried batch repeats records that did succeed). A record
 whose `event_id` is among its customer profile's remembered results is not applied again: it comes back
-as `duplicate` with the score it got the first time.
+as `duplicate` with the score it got the first time (the same record twice in one batch: the second one).
 """
 
 from __future__ import annotations
@@ -63,6 +74,9 @@ from paystream.fraud.rules import (
 )
 
 MAX_KEYS_PER_READ = 100  # BatchGetItem's limit
+MAX_ACTIONS_PER_WRITE = 100  # TransactWriteItems' limit
+# What a related key may add to a write: its item and one new item (the projection and the appended event).
+RELATED_ITEM_ACTIONS = 2
 DEFAULT_MAX_CONFLICT_RETRIES = 2
 
 
@@ -94,6 +108,12 @@ class ProfileStore(Protocol):
         """Write every update or none, each on condition that the stored version is `expected_version`
         (absent for 0). Raises VersionConflict when a condition fails (then the record's profiles and related
         items are read again and the record scored again), ProfileStoreError otherwise."""
+
+    def put_many(self, writes: Sequence[ProfileWrite]) -> None:
+        """Several records' writes, in input order, all or none (one TransactWriteItems of at most
+        `write_actions(writes)` ≤ 100 actions): each profile once, as `merged_updates(writes)` says; each
+        related item written at most once (a later write of the same payment sees the earlier one's result).
+        Raises VersionConflict or ProfileStoreError as `put` does; nothing is written then."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,29 @@ def read_profiles(store: ProfileStore, keys: Iterable[str]) -> dict[str, Any]:
     for start in range(0, len(ordered), MAX_KEYS_PER_READ):
         found.update(store.get_many(ordered[start:start + MAX_KEYS_PER_READ]))
     return found
+
+
+def merged_updates(writes: Iterable[ProfileWrite]) -> tuple[ProfileUpdate, ...]:
+    """The profile updates of several writes made in order, each profile once: its last state, on condition
+    of the version the first write expected (a transaction cannot hold two actions on one item)."""
+    merged: dict[str, ProfileUpdate] = {}
+    for write in writes:
+        for update in write.updates:
+            first = merged.get(update.profile.key)
+            merged[update.profile.key] = update if first is None else ProfileUpdate(update.profile,
+                                                                                    first.expected_version)
+    return tuple(merged.values())
+
+
+def write_actions(writes: Iterable[ProfileWrite]) -> int:
+    """The most actions `put_many(writes)` can take: each distinct profile once, RELATED_ITEM_ACTIONS per
+    distinct related key."""
+    profiles: set[str] = set()
+    related: set[str] = set()
+    for write in writes:
+        profiles.update(update.profile.key for update in write.updates)
+        related.update(write.related)
+    return len(profiles) + RELATED_ITEM_ACTIONS * len(related)
 
 
 def _profiles_for(payment: FraudPayment, known: Mapping[str, RiskProfile]) -> list[RiskProfile]:
@@ -194,7 +237,7 @@ def score_batch(records: Sequence[FraudRecord], store: ProfileStore, config: Fra
                 related_keys: Callable[[FraudPayment], Sequence[str]] | None = None) -> BatchResult:
     """Score, in order, every record of a batch (see the module docstring for reads, writes and failures).
 
-    `related_keys(payment)`: further keys to read in the same batched reads and hand to `store.put` in
+    `related_keys(payment)`: further keys to read in the same batched reads and hand to the store in
     `ProfileWrite.related` (read once per batch, again after a conflict; the core does not interpret them)."""
     now_ms = epoch_ms(now)
     parsed: list[FraudPayment | MalformedRecord] = []
@@ -204,27 +247,111 @@ def score_batch(records: Sequence[FraudRecord], store: ProfileStore, config: Fra
         except MalformedRecord as exc:
             parsed.append(exc)
     related_of = related_keys or (lambda payment: ())
-    known = read_profiles(store, (key for payment in parsed if isinstance(payment, FraudPayment)
-                                  for key in (*profile_keys(payment), *related_of(payment))))
+    related = [tuple(related_of(payment)) if isinstance(payment, FraudPayment) else () for payment in parsed]
+    known = read_profiles(store, (key for payment, keys in zip(parsed, related) if isinstance(payment, FraudPayment)
+                                  for key in (*profile_keys(payment), *keys)))
+    stored = dict(known)  # what the store holds as far as this batch knows: the read, then each written chunk
+
+    # Every record scored in memory, in order, as if each were written alone right after the one before.
+    planned: list[tuple[RecordOutcome, ProfileWrite | None]] = []
+    for record, payment, keys in zip(records, parsed, related):
+        if isinstance(payment, MalformedRecord):
+            planned.append((_malformed(record, payment), None))
+            continue
+        fraud_score, write, earlier = score_record(payment, known, config, now_ms, ip_countries, keys)
+        if earlier is not None:
+            planned.append((RecordOutcome(record.record_id, "duplicate", payment, fraud_score), None))
+            continue
+        for update in write.updates:
+            known[update.profile.key] = update.profile
+        planned.append((RecordOutcome(record.record_id, "recorded" if payment.is_decline else "scored", payment,
+                                      fraud_score), write))
 
     result = BatchResult()
+    for chunk in _write_chunks([write for _, write in planned]):
+        writes = [write for _, write in planned[chunk] if write is not None]
+        if writes:
+            try:
+                store.put_many(writes)
+            except ProfileStoreError as exc:
+                # Nothing of this chunk was written: from its first record on, the per-record path, on top
+                # of what the earlier chunks wrote (read again after a conflict: someone else wrote too).
+                if isinstance(exc, VersionConflict):
+                    _refresh_or_keep(store, stored, (key for payment, keys in zip(parsed[chunk.start:],
+                                                                                   related[chunk.start:])
+                                                     if isinstance(payment, FraudPayment)
+                                                     for key in (*profile_keys(payment), *keys)))
+                result.outcomes.extend(_apply_one_by_one(records[chunk.start:], parsed[chunk.start:],
+                                                         related[chunk.start:], stored, store, config, now_ms,
+                                                         ip_countries, max_conflict_retries))
+                return result
+            for update in merged_updates(writes):
+                stored[update.profile.key] = update.profile
+        result.outcomes.extend(outcome for outcome, _ in planned[chunk])
+    return result
+
+
+def _malformed(record: FraudRecord, error: MalformedRecord) -> RecordOutcome:
+    return RecordOutcome(record.record_id, "failed", error=str(error), retryable=False)
+
+
+def _write_chunks(writes: Sequence[ProfileWrite | None]) -> list[slice]:
+    """Consecutive slices of the batch's records whose writes fit one transaction each (a record without a
+    write — malformed, duplicate — joins the slice it falls in); a record's write is never split."""
+    chunks: list[slice] = []
+    start, in_chunk = 0, []
+    for index, write in enumerate(writes):
+        if write is None:
+            continue
+        if in_chunk and write_actions([*in_chunk, write]) > MAX_ACTIONS_PER_WRITE:
+            chunks.append(slice(start, index))
+            start, in_chunk = index, []
+        in_chunk.append(write)
+    chunks.append(slice(start, len(writes)))
+    return chunks
+
+
+def _refresh(store: ProfileStore, known: dict[str, Any], keys: Iterable[str]) -> None:
+    """Read the keys again into `known` (absent ones dropped). Raises ProfileStoreError."""
+    ordered = list(dict.fromkeys(keys))
+    fresh = read_profiles(store, ordered)
+    for key in ordered:
+        if key in fresh:
+            known[key] = fresh[key]
+        else:
+            known.pop(key, None)
+
+
+def _refresh_or_keep(store: ProfileStore, known: dict[str, Any], keys: Iterable[str]) -> None:
+    try:
+        _refresh(store, known, keys)
+    except ProfileStoreError:
+        pass  # each record's own conflict re-read (per-record path) reads what it needs
+
+
+def _apply_one_by_one(records: Sequence[FraudRecord], parsed: Sequence[FraudPayment | MalformedRecord],
+                      related: Sequence[tuple[str, ...]], known: dict[str, Any], store: ProfileStore,
+                      config: FraudConfig, now_ms: int, ip_countries: IpCountryLookup,
+                      max_conflict_retries: int) -> list[RecordOutcome]:
+    """The per-record path: each record scored on `known` and written alone (`store.put`)."""
+    outcomes: list[RecordOutcome] = []
     failed_customers: set[str] = set()
-    for record, payment in zip(records, parsed):
+    for record, payment, keys in zip(records, parsed, related):
         if isinstance(payment, MalformedRecord):
-            result.outcomes.append(RecordOutcome(record.record_id, "failed", error=str(payment), retryable=False))
+            outcomes.append(_malformed(record, payment))
             continue
         customer = customer_key(payment.customer_id)
         if customer in failed_customers:
-            result.outcomes.append(RecordOutcome(
+            outcomes.append(RecordOutcome(
                 record.record_id, "failed", payment, error=f"deferred: an earlier record of {customer} in this batch "
                 "failed, and a customer's records are applied in order", retryable=True))
             continue
-        outcome = _apply_record(record, payment, tuple(related_of(payment)), known, store, config, now_ms,
-                                ip_countries, max_conflict_retries)
+        outcome = _apply_record(record, payment, keys, known, store, config, now_ms, ip_countries,
+                                max_conflict_retries)
         if outcome.failed:
             failed_customers.add(customer)
-        result.outcomes.append(outcome)
-    return result
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _apply_record(record: FraudRecord, payment: FraudPayment, related: tuple[str, ...], known: dict[str, Any],
@@ -243,17 +370,11 @@ def _apply_record(record: FraudRecord, payment: FraudPayment, related: tuple[str
                                      error=f"profiles kept changing under this record ({exc}); gave up after "
                                            f"{attempt + 1} writes")
             attempt += 1
-            keys = (*profile_keys(payment), *related)
             try:
-                fresh = store.get_many(list(keys))
+                _refresh(store, known, (*profile_keys(payment), *related))
             except ProfileStoreError as read_error:
                 return RecordOutcome(record.record_id, "failed", payment, retryable=True,
                                      error=f"re-reading the profiles after a conflict failed: {read_error}")
-            for key in keys:
-                if key in fresh:
-                    known[key] = fresh[key]
-                else:
-                    known.pop(key, None)
             continue
         except ProfileStoreError as exc:
             return RecordOutcome(record.record_id, "failed", payment, retryable=True,
@@ -265,8 +386,9 @@ def _apply_record(record: FraudRecord, payment: FraudPayment, related: tuple[str
 
 class InMemoryProfileStore:
     """The store port in memory, with the semantics of the DynamoDB adapter (conditional, all-or-nothing writes)
-    and call counters for the read/write budget. `before_put` (optional) runs before each write's condition
-    check, so a test can play a concurrent writer; `fail_puts` makes the next N writes raise ProfileStoreError."""
+    and call counters for the read/write budget. `before_put` (optional) runs before the condition check, once
+    per record's write in the call (re-read between them: a hook may remove itself), so a test can play a
+    concurrent writer; `fail_puts` makes the next N write calls raise ProfileStoreError."""
 
     def __init__(self, profiles: Iterable[RiskProfile] = (), related: Mapping[str, Any] | None = None):
         self.profiles: dict[str, RiskProfile] = {profile.key: profile for profile in profiles}
@@ -274,8 +396,9 @@ class InMemoryProfileStore:
         self.read_calls = 0
         self.keys_read = 0
         self.max_keys_per_read = 0
-        self.write_calls = 0
-        self.writes: list[ProfileWrite] = []
+        self.write_calls = 0  # put and put_many calls: one TransactWriteItems each in the DynamoDB adapter
+        self.writes: list[ProfileWrite] = []  # every record's write that was applied, in order
+        self.write_sizes: list[int] = []  # records per applied write call
         self.before_put = None
         self.fail_puts = 0
 
@@ -289,21 +412,30 @@ class InMemoryProfileStore:
                 if key in self.profiles or key in self.related}
 
     def put(self, write: ProfileWrite) -> None:
+        self.put_many([write])
+
+    def put_many(self, writes: Sequence[ProfileWrite]) -> None:
+        if write_actions(writes) > MAX_ACTIONS_PER_WRITE:
+            raise ProfileStoreError(f"{write_actions(writes)} actions in one write: TransactWriteItems takes at "
+                                    f"most {MAX_ACTIONS_PER_WRITE}")
         self.write_calls += 1
-        if self.before_put is not None:
-            self.before_put(self, write)
+        for write in writes:
+            if self.before_put is not None:
+                self.before_put(self, write)
         if self.fail_puts:
             self.fail_puts -= 1
             raise ProfileStoreError("ProvisionedThroughputExceededException (simulated)")
-        for update in write.updates:
+        updates = merged_updates(writes)
+        for update in updates:
             stored = self.profiles.get(update.profile.key)
             stored_version = stored.version if stored else 0
             if stored_version != update.expected_version:
                 raise VersionConflict(f"{update.profile.key} is at version {stored_version}, "
                                       f"the write expected {update.expected_version}")
-        for update in write.updates:
+        for update in updates:
             self.profiles[update.profile.key] = update.profile
-        self.writes.append(write)
+        self.writes.extend(writes)
+        self.write_sizes.append(len(writes))
 
     def requests(self) -> int:
         return self.read_calls + self.write_calls
