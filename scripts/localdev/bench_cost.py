@@ -877,7 +877,12 @@ HOW = {
                                 "the emulator per user-agent app id) during a batch of payments, from POST /payments to "
                                 "the notification, divided by the payments; the bench's own calls excluded. Not included: "
                                 "the event source mappings' polling (poller_requests_per_payment) and the local alarm "
-                                "evaluator's requests (dataplane_housekeeping_requests_in_batch)",
+                                "evaluator's requests (dataplane_housekeeping_requests_in_batch). process_payment, the "
+                                "notifier and the fraud scorer make theirs per batch (terraform: "
+                                "consumer_batching_window_seconds, 1 s) and the relay per stream batch, so their share "
+                                "depends on how many payments arrive per window: measured at the batch's own rate "
+                                "(batch.payments / batch.seconds); a payment alone in its window pays each of those "
+                                "per-batch requests in full",
     "poller_requests_per_payment": "requests the local data plane made as Lambda's event source mappings during the "
                                    "batch (SQS receive/delete, DynamoDB Streams and Kinesis reads), divided by the "
                                    "payments. In AWS Lambda's pollers make them: SQS ones are billed SQS requests, "

@@ -11,7 +11,8 @@ Writes bench/fraud.json with:
   first, and enabled again afterwards). records/s = records scored / the invocation's wall time (100 /
   wall time, unless the invocation hit the function's timeout: then the records it scored before, and no
   further batch). Beside it, what one TransactWriteItems costs the emulator itself at the tables' size
-  then (moto copies each table a transaction touches): the scorer makes one per record.
+  then (moto copies each table a transaction touches): the scorer made one per record when fraud.json was
+  measured, and makes one per batch of up to 100 actions since (docs/fraud.md).
 - `dynamodb_requests_per_scored_record`: the DynamoDB requests the emulator served to the functions
   (caller `clients`) while those invocations ran — BatchGetItem + TransactWriteItems, the scorer's only
   DynamoDB operations — divided by the records the invocations scored (payments whose projection got its
@@ -365,8 +366,9 @@ def measure_batches(stack: FraudStack, batches: int, seed: int) -> dict:
             "mix": (f"per batch: 20 returning customers (from a warm-up batch of {WARM_UP_RECORDS}), 50 new customers "
                     "paying once, 10 new paying 3 times; a device per customer, IPs from a pool of 60 shared by all"),
             # What one TransactWriteItems over the two tables costs the emulator at these table sizes (a probe
-            # it cancels, timed before each batch): the scorer makes one per record, so locally this bounds
-            # the rate; moto copies every table a transaction touches, making it grow with the tables.
+            # it cancels, timed before each batch): the scorer made one per record (one per batch of up to 100
+            # actions since), so locally this bounded the rate; moto copies every table a transaction touches,
+            # making it grow with the tables.
             "emulator_transact_write_ms_median": round(statistics.median(probes), 1),
             "transactions_table_items": table_items,
         },
