@@ -12,23 +12,18 @@ the claim's lease), `expiration`, and once completed `data` (the SNS message id,
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
 from typing import Any, Callable, Mapping, Sequence
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paystream.adapters.batch_writes import MAX_BATCH_WRITE, batch_write
 from paystream.notifications import COMPLETED, IDEMPOTENCY_EXPIRY_SECONDS, IN_PROGRESS, ClaimRefusal, ClaimResult
 
 MAX_TRANSACTION_ITEMS = 100  # TransactWriteItems' limit of actions per request
-MAX_BATCH_WRITE = 25  # BatchWriteItem's limit of items per request
 CLAIMABLE = ("attribute_not_exists(#id) OR #expiration < :now"
              " OR (#status = :in_progress AND attribute_exists(#lease) AND #lease < :now_ms)")
-
-
-class ClaimsNotWritten(Exception):
-    """BatchWriteItem left these records unprocessed through every attempt."""
 
 
 class DynamoDBDeliveryClaims:
@@ -94,21 +89,10 @@ class DynamoDBDeliveryClaims:
         errors: dict[str, Exception] = {}
         keys = list(requests)
         for start in range(0, len(keys), MAX_BATCH_WRITE):
-            pending = [requests[key] for key in keys[start:start + MAX_BATCH_WRITE]]
-            for attempt in range(1, self._max_attempts + 1):
-                try:
-                    response = self._client.batch_write_item(RequestItems={self._table_name: pending})
-                except (BotoCoreError, ClientError) as exc:
-                    errors.update({_key_of(request): exc for request in pending})
-                    pending = []
-                    break
-                pending = (response.get("UnprocessedItems") or {}).get(self._table_name) or []
-                if not pending:
-                    break
-                if attempt < self._max_attempts:
-                    # Unprocessed items mean throttling: back off, with jitter so invocations do not retry in step.
-                    self._sleep(random.uniform(0.5, 1.0) * self._backoff_seconds * 2 ** (attempt - 1))
-            error = ClaimsNotWritten(f"BatchWriteItem left {len(pending)} item(s) unprocessed after {self._max_attempts} attempts")
+            pending, error = batch_write(self._client, self._table_name,
+                                         [requests[key] for key in keys[start:start + MAX_BATCH_WRITE]],
+                                         max_attempts=self._max_attempts, backoff_seconds=self._backoff_seconds,
+                                         sleep=self._sleep)
             errors.update({_key_of(request): error for request in pending})
         return errors
 

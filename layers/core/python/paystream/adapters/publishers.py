@@ -7,15 +7,13 @@ so the relay has a single failure path: retry the rejected ones, then report the
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Any, Callable
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from paystream.adapters.batch_writes import MAX_BATCH_WRITE, batch_write
 from paystream.relay import Mark
-
-MAX_BATCH_WRITE = 25  # BatchWriteItem's limit of items per request
 
 
 def _call_failed(count: int, exc: Exception) -> list[dict]:
@@ -49,10 +47,6 @@ class FraudStreamPublisher:
         return response["Records"]
 
 
-class MarksNotWritten(Exception):
-    """BatchWriteItem left these marks unprocessed through every attempt."""
-
-
 class RelayMarks:
     """Sets `relayed_at` (and what the event was published as) on published events, in as few requests as is safe.
 
@@ -83,19 +77,10 @@ class RelayMarks:
     def _put_batch(self, marks: list[Mark]) -> dict[int, Exception]:
         """Put the marked images (≤ 25, distinct keys); the errors by position of what could not be written."""
         position = {_key_of(mark.key): i for i, mark in enumerate(marks)}
-        pending = [{"PutRequest": {"Item": {**mark.image, **_mark_attributes(mark)}}} for mark in marks]
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                response = self._client.batch_write_item(RequestItems={self._table_name: pending})
-            except (BotoCoreError, ClientError) as exc:
-                return {position[_key_of(request["PutRequest"]["Item"])]: exc for request in pending}
-            pending = (response.get("UnprocessedItems") or {}).get(self._table_name) or []
-            if not pending:
-                return {}
-            if attempt < self._max_attempts:
-                # Unprocessed items mean throttling: back off, with jitter so parallel shards do not retry in step.
-                self._sleep(random.uniform(0.5, 1.0) * self._backoff_seconds * 2 ** (attempt - 1))
-        error = MarksNotWritten(f"BatchWriteItem left {len(pending)} item(s) unprocessed after {self._max_attempts} attempts")
+        pending, error = batch_write(
+            self._client, self._table_name,
+            [{"PutRequest": {"Item": {**mark.image, **_mark_attributes(mark)}}} for mark in marks],
+            max_attempts=self._max_attempts, backoff_seconds=self._backoff_seconds, sleep=self._sleep)
         return {position[_key_of(request["PutRequest"]["Item"])]: error for request in pending}
 
 
